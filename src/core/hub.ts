@@ -110,6 +110,8 @@ export class Hub {
   private readonly channels = new Map<string, ChannelState>();
   private readonly subscriptionsOf = new Map<Subscriber, Set<string>>();
   private readonly sessions = new Map<string, Session>();
+  /** Subscribers whose connection ended (unsubscribeAll): a subscribe still in flight for them must not land. */
+  private readonly gone = new WeakSet<Subscriber>();
   private published = 0;
   private delivered = 0;
   private subscriptionCount = 0;
@@ -263,6 +265,7 @@ export class Hub {
       throw new HeraldError('limit_exceeded', `at most ${this.limits.maxChannelsPerClient} channels per connection`);
     }
     await this.authorize('subscribe', sub.client, channel);
+    if (this.gone.has(sub)) throw new HeraldError('bad_request', 'connection closed during subscribe');
     // Re-check after the await: another subscribe may have raced this one.
     mine = this.subscriptionsOf.get(sub);
     if (mine?.has(channel)) throw new HeraldError('bad_request', 'already subscribed to this channel');
@@ -291,8 +294,10 @@ export class Hub {
       this.forget(sub, channel);
       throw err;
     }
-    if (!mine.has(channel) || !state.pending.has(sub)) {
+    if (!mine.has(channel) || !state.pending.has(sub) || this.gone.has(sub)) {
       // Unsubscribed (or disconnected) while we were reading.
+      state.pending.delete(sub);
+      this.forget(sub, channel);
       throw new HeraldError('bad_request', 'unsubscribed during subscribe');
     }
     // From here to the end: synchronous, so no event slips between the answer and the live stream.
@@ -333,8 +338,9 @@ export class Hub {
     return wasLive || wasPending;
   }
 
-  /** Ends every subscription of `sub` (a connection closed). */
+  /** Ends every subscription of `sub` because its connection closed: `sub` cannot subscribe again. */
   async unsubscribeAll(sub: Subscriber): Promise<void> {
+    this.gone.add(sub);
     const mine = this.subscriptionsOf.get(sub);
     if (!mine) return;
     await Promise.all([...mine].map((channel) => this.unsubscribe(sub, channel)));

@@ -216,6 +216,22 @@ describe('hub', () => {
     await assert.rejects(h.publish('x', 1), code('unavailable'));
   });
 
+  it('a subscribe still in flight when the connection closes does not leave a dead subscriber', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const h = await hub({ hooks: { authorize: async () => { await gate; return true; } } });
+    const sub = collector();
+    const pending = h.subscribe(sub, 'x');
+    await h.unsubscribeAll(sub); // the connection closed
+    release();
+    await assert.rejects(pending, code('bad_request'));
+    assert.equal(h.stats().subscriptions, 0);
+    assert.equal(h.stats().channels, 0);
+    await h.publish('x', 1);
+    assert.deepEqual(sub.events, []);
+    await h.close();
+  });
+
   it('lists channels with subscribers and their positions', async () => {
     const h = await hub();
     await h.subscribe(collector(), 'a');

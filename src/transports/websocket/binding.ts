@@ -1,0 +1,449 @@
+/**
+ * A reusable WebSocket binding on `ws` (to become `herald/sockets`, in the spirit of
+ * go-macaron/sockets): the upgrade with its origin check, a size limit on incoming messages,
+ * keep-alive, a bounded send path with a slow-consumer policy, and write batching. What the
+ * messages mean is the handler's business.
+ *
+ * Policies, all on by default:
+ * - **Origin**: a refused upgrade gets a plain HTTP 403 (SPEC §5), nothing else is read.
+ * - **Size**: a message over `maxMessageBytes` closes the connection with 1009 (ws's `maxPayload`).
+ * - **Keep-alive**: one interval timer for all connections. Every `pingInterval` seconds a peer
+ *   that has not answered the previous ping is terminated; the others are pinged.
+ * - **Bounded sends**: a send is written only while the connection's unsent bytes (`bufferedAmount`:
+ *   the socket's write buffer plus anything ws holds) stay within `maxBufferedBytes`. A send that
+ *   would go over it is dropped and the connection is closed as a slow consumer (`slowConsumerCode`),
+ *   the close frame queued after what is already buffered. A single frame may exceed the bound
+ *   only when nothing is buffered, so unsent bytes per connection stay under
+ *   max(maxBufferedBytes, one frame) plus control frames.
+ * - **Close grace**: a connection the server closes is destroyed if the close handshake has not
+ *   completed `closeGraceMs` later (a paused peer never reads its close frame).
+ * - **Batching**: `cork()` holds a connection's writes until the end of the current tick; one
+ *   shared flush uncorks every corked socket. A corked connection that reaches the bound is
+ *   flushed first, so corking never makes a consumer "slow".
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocket, WebSocketServer, type RawData } from 'ws';
+import { silentLogger, type Logger } from '../../core/logger.js';
+import { originAllowed } from '../origin.js';
+import { closeReason, framePayload, textFrame } from './frame.js';
+
+export interface SocketBindingOptions {
+  /** Origins allowed to upgrade ('*' = any). Unset: an Origin header must be same-origin; none is allowed. */
+  allowedOrigins?: readonly string[] | undefined;
+  /** Largest incoming message, in bytes; over it the connection is closed with 1009. Default 65,536. */
+  maxMessageBytes: number;
+  /** Seconds between keep-alive pings; a peer silent for a whole interval is terminated. 0 = off. Default 25. */
+  pingInterval: number;
+  /** Unsent bytes a connection may hold before it is closed as a slow consumer. Default 1 MiB. */
+  maxBufferedBytes: number;
+  /** Close code for a slow consumer. Default 4008. */
+  slowConsumerCode: number;
+  /** Close reason for a slow consumer. Default "slow consumer". */
+  slowConsumerReason: string;
+  /** Milliseconds after a server-side close before the socket is destroyed. Default 5,000. */
+  closeGraceMs: number;
+  logger: Logger;
+}
+
+export const SOCKET_BINDING_DEFAULTS: Readonly<SocketBindingOptions> = Object.freeze({
+  maxMessageBytes: 65_536,
+  pingInterval: 25,
+  maxBufferedBytes: 1_048_576,
+  slowConsumerCode: 4008,
+  slowConsumerReason: 'slow consumer',
+  closeGraceMs: 5_000,
+  logger: silentLogger,
+});
+
+/**
+ * What the application does with connections. `open` returns the per-connection context the
+ * other callbacks receive. Callbacks run synchronously from socket events: they must not throw
+ * (a throw is logged and the connection closed with 1011).
+ */
+export interface SocketHandler<T> {
+  open(conn: SocketConnection<T>, req: IncomingMessage): T;
+  /** A complete message; `data` is the raw bytes (valid UTF-8 when `isBinary` is false). */
+  message(context: T, data: Buffer, isBinary: boolean): void;
+  /** The connection is gone (called once). */
+  close(context: T, code: number, reason: Buffer): void;
+  /** The connection overflowed `maxBufferedBytes` and is being closed. */
+  slowConsumer?(context: T, bufferedAmount: number): void;
+}
+
+const kConnection = Symbol('herald.connection');
+type TaggedWebSocket = WebSocket & { [kConnection]?: SocketConnection<unknown> };
+
+const OPEN = WebSocket.OPEN;
+const TEXT = Object.freeze({ binary: false });
+
+/** One WebSocket connection of a binding. Its state is kept to a few fields on purpose. */
+export class SocketConnection<T = unknown> {
+  /** The handler's per-connection context (set right after `open` returns). */
+  context!: T;
+  /** @internal Answered the last ping. */
+  alive = true;
+  /** @internal Corked until the shared end-of-tick flush. */
+  corked = false;
+  /** @internal */
+  readonly binding: SocketBinding<T>;
+  private readonly ws: WebSocket;
+  /** The net socket, when frames built by `textFrame` can be written to it directly. */
+  private readonly raw: Duplex | undefined;
+  private closeTimer: NodeJS.Timeout | undefined;
+
+  constructor(binding: SocketBinding<T>, ws: WebSocket) {
+    this.binding = binding;
+    this.ws = ws;
+    // Writing our own frames next to ws's is safe only when ws never holds frames back, i.e. no
+    // extension (permessage-deflate is off in the binding) and no Blob sends (the binding makes none).
+    const socket = (ws as unknown as { _socket?: Duplex })._socket;
+    this.raw = ws.extensions === '' && socket && typeof socket.write === 'function' ? socket : undefined;
+  }
+
+  /** Open: sends are accepted (not closing or closed). */
+  get open(): boolean {
+    return this.ws.readyState === OPEN;
+  }
+
+  /** Bytes accepted but not yet handed to the kernel. */
+  get bufferedAmount(): number {
+    return this.ws.bufferedAmount;
+  }
+
+  /** Sends a text message. False when it was not sent (closing, or the connection overflowed). */
+  send(text: string): boolean {
+    if (this.ws.readyState !== OPEN) return false;
+    if (this.raw) return this.sendFrame(textFrame(text));
+    if (!this.fits(Buffer.byteLength(text))) return this.overflow();
+    this.ws.send(text, TEXT);
+    return true;
+  }
+
+  /**
+   * Sends a frame built once by `textFrame` (the same Buffer can go to many connections).
+   * False when it was not sent.
+   */
+  sendFrame(frame: Buffer): boolean {
+    if (this.ws.readyState !== OPEN) return false;
+    if (!this.fits(frame.length)) return this.overflow();
+    if (this.raw) this.raw.write(frame);
+    else this.ws.send(framePayload(frame), TEXT);
+    return true;
+  }
+
+  /** Holds this connection's writes until the end of the current tick (one shared flush for all). */
+  cork(): void {
+    if (this.corked || !this.raw || this.ws.readyState !== OPEN) return;
+    this.corked = true;
+    this.raw.cork();
+    corked.push(this as SocketConnection<unknown>);
+    if (!flushScheduled) {
+      flushScheduled = true;
+      process.nextTick(flushCorked);
+    }
+  }
+
+  /** @internal Writes what `cork` held. */
+  uncork(): void {
+    if (!this.corked) return;
+    this.corked = false;
+    this.raw!.uncork();
+  }
+
+  /** Closes with `code` after what is already queued; destroyed if not closed `closeGraceMs` later. */
+  close(code: number, reason: string): void {
+    if (this.ws.readyState !== OPEN) return;
+    // Read again if paused: the close handshake needs the peer's close frame.
+    if (this.ws.isPaused) this.ws.resume();
+    this.ws.close(code, closeReason(reason));
+    this.uncork();
+    this.closeTimer = setTimeout(destroyConnection, this.binding.options.closeGraceMs, this);
+    this.closeTimer.unref();
+  }
+
+  /** Destroys the socket now, without a close handshake. */
+  terminate(): void {
+    this.ws.terminate();
+  }
+
+  /** Stops reading from the peer (TCP backpressure applies); `resume` starts again. */
+  pause(): void {
+    this.ws.pause();
+  }
+
+  resume(): void {
+    this.ws.resume();
+  }
+
+  /** @internal */
+  ping(): void {
+    if (this.ws.readyState === OPEN) this.ws.ping();
+  }
+
+  /** @internal The socket is gone. */
+  released(): void {
+    if (this.closeTimer) clearTimeout(this.closeTimer);
+    this.closeTimer = undefined;
+    this.corked = false;
+  }
+
+  private fits(bytes: number): boolean {
+    const max = this.binding.options.maxBufferedBytes;
+    let buffered = this.ws.bufferedAmount;
+    if (buffered === 0 || buffered + bytes <= max) return true;
+    if (!this.corked) return false;
+    // Held by our own cork, not by the peer: hand it to the kernel and look again.
+    this.uncork();
+    buffered = this.ws.bufferedAmount;
+    return buffered === 0 || buffered + bytes <= max;
+  }
+
+  private overflow(): false {
+    const buffered = this.ws.bufferedAmount;
+    const { options, handler } = this.binding;
+    if (!handler.slowConsumer) {
+      options.logger.warn({ bufferedAmount: buffered, maxBufferedBytes: options.maxBufferedBytes }, 'websocket slow consumer: closing');
+    } else {
+      try {
+        handler.slowConsumer(this.context, buffered);
+      } catch (err) {
+        options.logger.error({ err }, 'websocket slowConsumer handler threw');
+      }
+    }
+    this.close(options.slowConsumerCode, options.slowConsumerReason);
+    return false;
+  }
+}
+
+// ---- one shared end-of-tick flush for every corked connection ---------------------------------
+
+const corked: SocketConnection<unknown>[] = [];
+let flushScheduled = false;
+
+function flushCorked(): void {
+  flushScheduled = false;
+  // Connections corked while flushing (a write callback sending more) are flushed in this loop too.
+  for (let i = 0; i < corked.length; i++) corked[i]!.uncork();
+  corked.length = 0;
+}
+
+function destroyConnection(conn: SocketConnection<unknown>): void {
+  conn.binding.options.logger.debug({}, 'websocket close handshake timed out: destroying the socket');
+  conn.terminate();
+}
+
+// ---- ws listeners: module-level, shared by every connection ----------------------------------
+
+function connectionOf(ws: WebSocket): SocketConnection<unknown> | undefined {
+  return (ws as TaggedWebSocket)[kConnection];
+}
+
+function toBuffer(data: RawData): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  return Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+}
+
+function onWsMessage(this: WebSocket, data: RawData, isBinary: boolean): void {
+  const conn = connectionOf(this);
+  if (!conn || this.readyState !== OPEN) return;
+  try {
+    conn.binding.handler.message(conn.context, toBuffer(data), isBinary);
+  } catch (err) {
+    conn.binding.options.logger.error({ err }, 'websocket message handler threw');
+    conn.close(1011, 'internal error');
+  }
+}
+
+function onWsPong(this: WebSocket): void {
+  const conn = connectionOf(this);
+  if (conn) conn.alive = true;
+}
+
+function onWsError(this: WebSocket, err: Error): void {
+  // ws has already started closing (1009 for too large, 1002/1007 for protocol errors).
+  const conn = connectionOf(this);
+  conn?.binding.options.logger.debug({ err: { message: err.message, code: (err as { code?: unknown }).code } }, 'websocket error');
+}
+
+function onWsClose(this: WebSocket, code: number, reason: Buffer): void {
+  const conn = connectionOf(this);
+  if (conn) conn.binding.release(conn, code, reason);
+}
+
+function refuseUpgrade(socket: Duplex, status: number, text: string, message: string): void {
+  socket.on('error', ignore);
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  socket.once('finish', destroySelf);
+  socket.end(
+    `HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n` +
+      `Content-Length: ${Buffer.byteLength(message)}\r\n\r\n${message}`,
+  );
+}
+
+function destroySelf(this: Duplex): void {
+  this.destroy();
+}
+
+function ignore(): void {}
+
+// ---- the binding ------------------------------------------------------------------------------
+
+export class SocketBinding<T> {
+  readonly options: Readonly<SocketBindingOptions>;
+  /** @internal */
+  readonly handler: SocketHandler<T>;
+  private readonly wss: WebSocketServer;
+  private readonly live = new Set<SocketConnection<T>>();
+  private pingTimer: NodeJS.Timeout | undefined;
+  private closing = false;
+  private drained: (() => void)[] = [];
+  private readonly accept: (ws: WebSocket, req: IncomingMessage) => void;
+
+  constructor(handler: SocketHandler<T>, options: Partial<SocketBindingOptions> = {}) {
+    this.options = resolveBindingOptions(options);
+    this.handler = handler;
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: this.options.maxMessageBytes,
+      perMessageDeflate: false,
+      // We keep our own set; ws's tracking adds a closure per connection.
+      clientTracking: false,
+    });
+    this.accept = (ws, req) => this.opened(ws, req);
+  }
+
+  /** Open connections. */
+  get size(): number {
+    return this.live.size;
+  }
+
+  connections(): IterableIterator<SocketConnection<T>> {
+    return this.live.values();
+  }
+
+  /** Handles an HTTP upgrade (the caller has matched the path). */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    if (this.closing) {
+      refuseUpgrade(socket, 503, 'Service Unavailable', 'server shutting down');
+      return;
+    }
+    if (!originAllowed(req, this.options.allowedOrigins)) {
+      this.options.logger.info({ origin: req.headers.origin }, 'websocket upgrade refused: origin not allowed');
+      refuseUpgrade(socket, 403, 'Forbidden', 'origin not allowed');
+      return;
+    }
+    this.wss.handleUpgrade(req, socket, head, this.accept);
+  }
+
+  /**
+   * Stops accepting, closes every connection with `code` (after what is queued) and resolves once
+   * all are gone (at most `closeGraceMs` later).
+   */
+  close(code = 1001, reason = 'server shutting down'): Promise<void> {
+    this.closing = true;
+    this.stopPing();
+    this.wss.close();
+    for (const conn of this.live) conn.close(code, reason);
+    if (this.live.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.drained.push(resolve));
+  }
+
+  private opened(ws: WebSocket, req: IncomingMessage): void {
+    const conn = new SocketConnection<T>(this, ws);
+    (ws as TaggedWebSocket)[kConnection] = conn as SocketConnection<unknown>;
+    ws.on('error', onWsError);
+    try {
+      conn.context = this.handler.open(conn, req);
+    } catch (err) {
+      this.options.logger.error({ err }, 'websocket open handler threw');
+      (ws as TaggedWebSocket)[kConnection] = undefined;
+      ws.terminate();
+      return;
+    }
+    ws.on('message', onWsMessage);
+    ws.on('pong', onWsPong);
+    ws.on('close', onWsClose);
+    this.live.add(conn);
+    if (this.closing) conn.close(1001, 'server shutting down');
+    else this.startPing();
+  }
+
+  /** @internal The socket closed. */
+  release(conn: SocketConnection<T>, code: number, reason: Buffer): void {
+    if (!this.live.delete(conn)) return;
+    conn.released();
+    try {
+      this.handler.close(conn.context, code, reason);
+    } catch (err) {
+      this.options.logger.error({ err }, 'websocket close handler threw');
+    }
+    if (this.live.size === 0) {
+      this.stopPing();
+      const waiting = this.drained;
+      this.drained = [];
+      for (const resolve of waiting) resolve();
+    }
+  }
+
+  private startPing(): void {
+    if (this.pingTimer || this.options.pingInterval <= 0) return;
+    this.pingTimer = setInterval(sweep, this.options.pingInterval * 1000, this);
+    this.pingTimer.unref();
+  }
+
+  private stopPing(): void {
+    if (this.pingTimer) clearInterval(this.pingTimer);
+    this.pingTimer = undefined;
+  }
+}
+
+/** The keep-alive tick, for all connections of a binding. */
+function sweep<T>(binding: SocketBinding<T>): void {
+  for (const conn of binding.connections()) {
+    if (!conn.alive) {
+      binding.options.logger.debug({}, 'websocket peer did not answer ping: terminating');
+      conn.terminate();
+    } else {
+      conn.alive = false;
+      conn.ping();
+    }
+  }
+}
+
+/** Defaults filled in, every key checked (the error names it), then frozen. */
+export function resolveBindingOptions(options: Partial<SocketBindingOptions> = {}): Readonly<SocketBindingOptions> {
+  const o: SocketBindingOptions = { ...SOCKET_BINDING_DEFAULTS, ...definedOnly(options) };
+  checkNumber('socket option "maxMessageBytes"', o.maxMessageBytes, 1, true);
+  checkNumber('socket option "pingInterval"', o.pingInterval, 0, false);
+  checkNumber('socket option "maxBufferedBytes"', o.maxBufferedBytes, 1, true);
+  checkNumber('socket option "closeGraceMs"', o.closeGraceMs, 0, true);
+  if (!Number.isInteger(o.slowConsumerCode) || o.slowConsumerCode < 1000 || o.slowConsumerCode > 4999) {
+    throw new RangeError(`socket option "slowConsumerCode" must be a close code (1000..4999), got ${String(o.slowConsumerCode)}`);
+  }
+  if (typeof o.slowConsumerReason !== 'string') throw new TypeError('socket option "slowConsumerReason" must be a string');
+  if (o.allowedOrigins !== undefined) {
+    if (!Array.isArray(o.allowedOrigins) || !o.allowedOrigins.every((v) => typeof v === 'string')) {
+      throw new TypeError('socket option "allowedOrigins" must be an array of strings');
+    }
+    o.allowedOrigins = Object.freeze([...o.allowedOrigins]);
+  }
+  if (!o.logger || typeof o.logger.warn !== 'function') throw new TypeError('socket option "logger" must be a Logger');
+  return Object.freeze(o);
+}
+
+/** Throws a RangeError naming the option (`label`) unless `value` is a finite number >= `min` (an integer if asked). */
+export function checkNumber(label: string, value: unknown, min: number, integer: boolean): void {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || (integer && !Number.isInteger(value))) {
+    throw new RangeError(`${label} must be ${integer ? 'an integer' : 'a number'} >= ${min}, got ${JSON.stringify(value)}`);
+  }
+}
+
+export function definedOnly<O extends object>(options: O): Partial<O> {
+  const out: Partial<O> = {};
+  for (const [key, value] of Object.entries(options)) if (value !== undefined) (out as Record<string, unknown>)[key] = value;
+  return out;
+}
