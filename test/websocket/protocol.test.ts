@@ -89,12 +89,13 @@ describe('WebSocket results', () => {
     c.close();
   });
 
-  test('history answers {epoch, offset, events}: the last `limit`, or the first `limit` after `since`', async () => {
+  test('history answers {epoch, offset, recovered, events}: the last `limit`, or the first `limit` after `since`', async () => {
     const c = await TestClient.connect(h.url);
     let epoch = '';
     for (let i = 1; i <= 5; i++) epoch = (await c.request('publish', { channel: 'hist', data: i })).result.epoch;
     const last = await c.request('history', { channel: 'hist', limit: 2 });
-    assert.deepEqual(Object.keys(last.result).sort(), ['epoch', 'events', 'offset']);
+    assert.deepEqual(Object.keys(last.result).sort(), ['epoch', 'events', 'offset', 'recovered']);
+    assert.equal(last.result.recovered, true);
     assert.equal(last.result.epoch, epoch);
     assert.equal(last.result.offset, 5);
     assert.deepEqual(
@@ -106,6 +107,8 @@ describe('WebSocket results', () => {
       after1.result.events.map((e: Msg) => e.offset),
       [2, 3],
     );
+    const stale = await c.request('history', { channel: 'hist', since: { epoch: 'other', offset: 1 } });
+    assert.equal(stale.result.recovered, false);
     const all = await c.request('history', { channel: 'hist' });
     assert.equal(all.result.events.length, 5);
     c.close();

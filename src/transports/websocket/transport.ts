@@ -332,7 +332,7 @@ export class WebSocketTransport {
           if (command.since) query.since = command.since;
           if (command.limit !== undefined) query.limit = command.limit;
           const h = await hub.history(command.channel, query, who);
-          result = { epoch: h.epoch, offset: h.offset, events: h.events };
+          result = { epoch: h.epoch, offset: h.offset, recovered: h.recovered, events: h.events };
           break;
         }
         case 'presence':
