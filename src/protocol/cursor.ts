@@ -7,7 +7,7 @@ import type { Position } from './event.js';
 
 export type Cursor = Map<string, Position>;
 
-const CURSOR_VERSION = 1;
+export const CURSOR_VERSION = 1;
 
 function toBase64Url(text: string): string {
   const utf8 = new TextEncoder().encode(text);
