@@ -1,0 +1,25 @@
+/** `herald/server`: start a server, resolve its configuration. */
+export { startServer, SHUTDOWN_GRACE_MS, type HeraldServer, type StartOptions } from './server.js';
+export {
+  ConfigError,
+  OPTIONS,
+  OPTION_KEYS,
+  LOG_LEVELS,
+  assertAvailable,
+  defaultConfig,
+  envName,
+  flagName,
+  namespaceBase,
+  optionForFlag,
+  resolveConfig,
+  validateConfig,
+  type ConfigErrorCode,
+  type FsyncPolicy,
+  type HeraldConfig,
+  type LogLevel,
+  type NamespacesConfig,
+  type OptionKey,
+  type ResolveInput,
+  type ResolvedConfig,
+} from './config.js';
+export { Router, type RouteHandler, type RouteMatch, type UpgradeHandler } from './router.js';

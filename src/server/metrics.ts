@@ -1,0 +1,103 @@
+/**
+ * Prometheus metrics (SPEC §5 `/metrics`) in a private Registry, so two servers in one process
+ * (or an application's own prom-client) never collide. Values are read from `hub.stats()` at
+ * scrape time: nothing is counted per delivery.
+ */
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Hub } from '../core/index.js';
+
+export interface Metrics {
+  readonly registry: Registry;
+  readonly contentType: string;
+  /** The exposition text. */
+  render(): Promise<string>;
+  /** Drops every metric (at shutdown). */
+  clear(): void;
+}
+
+type CounterStat = 'published' | 'delivered';
+type GaugeStat = 'connections' | 'subscriptions' | 'channels' | 'uptime';
+
+/** Further readings, taken at scrape time too. */
+export interface MetricSources {
+  /** Unsent WebSocket bytes: in total and for the worst connection. */
+  websocketBuffers?(): { total: number; max: number };
+}
+
+/**
+ * Process metrics (CPU, memory, event loop lag): collected once per process, in a registry of
+ * their own (never prom-client's global one), and exposed by every server of the process.
+ */
+let processRegistry: Registry | undefined;
+function processMetrics(): Registry {
+  if (!processRegistry) {
+    processRegistry = new Registry();
+    collectDefaultMetrics({ register: processRegistry });
+  }
+  return processRegistry;
+}
+
+export function createMetrics(hub: Hub, sources: MetricSources = {}): Metrics {
+  const own = new Registry();
+
+  const gauge = (name: string, help: string, stat: GaugeStat): void => {
+    new Gauge({
+      name,
+      help,
+      registers: [own],
+      collect() {
+        this.set(hub.stats()[stat]);
+      },
+    });
+  };
+  const counter = (name: string, help: string, stat: CounterStat): void => {
+    // A Counter only goes up: add what the hub counted since the last scrape.
+    let seen = 0;
+    new Counter({
+      name,
+      help,
+      registers: [own],
+      collect() {
+        const now = hub.stats()[stat];
+        if (now > seen) {
+          this.inc(now - seen);
+          seen = now;
+        }
+      },
+    });
+  };
+
+  gauge('herald_connections', 'Open connections, SSE streams and polls.', 'connections');
+  gauge('herald_subscriptions', 'Active subscriptions on this node.', 'subscriptions');
+  gauge('herald_channels', 'Channels with a subscriber on this node.', 'channels');
+  gauge('herald_uptime_seconds', 'Seconds since the hub started.', 'uptime');
+  counter('herald_published_total', 'Events published through this node.', 'published');
+  counter('herald_delivered_total', 'Events delivered to subscribers on this node.', 'delivered');
+  const buffers = sources.websocketBuffers;
+  if (buffers) {
+    new Gauge({
+      name: 'herald_websocket_buffered_bytes',
+      help: 'Bytes queued for WebSocket clients, not yet sent (sum over connections).',
+      registers: [own],
+      collect() {
+        this.set(buffers().total);
+      },
+    });
+    new Gauge({
+      name: 'herald_websocket_buffered_bytes_max',
+      help: 'Bytes queued for the most backed-up WebSocket client.',
+      registers: [own],
+      collect() {
+        this.set(buffers().max);
+      },
+    });
+  }
+
+  const registry = Registry.merge([own, processMetrics()]);
+  return {
+    registry,
+    contentType: registry.contentType,
+    render: () => registry.metrics(),
+    clear: () => registry.clear(),
+  };
+}
