@@ -1,6 +1,6 @@
 /**
  * The engine contract: what the hub needs from storage and fan-out. Implementations: memory
- * (engines/memory.ts), memory + journal, Redis. Each must pass engines/engine.contract.ts.
+ * (engines/memory.ts), memory + journal, Redis. Each must pass test/contract/engine.ts.
  *
  * Guarantees an engine gives:
  * 1. **Atomic publish per channel**: assigning the next offset, appending to history and handing
@@ -74,6 +74,13 @@ export interface Engine {
   presenceAdd(channel: string, info: ClientInfo): Promise<void>;
   presenceRemove(channel: string, client: string): Promise<void>;
   presence(channel: string): Promise<ClientInfo[]>;
+  /**
+   * Optional, for engines spanning nodes: every channel with a subscriber on any node, with the
+   * summed subscriber counts and positions. Without it the hub lists this node's channels.
+   */
+  clusterChannels?(): Promise<{ channel: string; subscribers: number; epoch: string; offset: number }[]>;
+  /** Optional: where such an engine reads this node's subscriber count per channel (from the hub). */
+  reportSubscribers?(counts: () => Iterable<readonly [string, number]>): void;
 }
 
 /** Builds an event's JSON from already-serialised data: the only serialisation of a publish. */

@@ -127,6 +127,7 @@ export class Hub {
 
   async start(): Promise<void> {
     if (this.state !== 'new') return;
+    this.engine.reportSubscribers?.(() => this.localSubscriberCounts());
     await this.engine.start({ onEvent: (event, json) => this.fanOut(new OutgoingEvent(event, json)) });
     this.startedAt = Date.now();
     this.state = 'running';
@@ -401,8 +402,14 @@ export class Hub {
     return this.engine.presence(channel);
   }
 
-  /** Channels with a subscriber on this node. */
+  /** Subscribers per channel on this node. */
+  *localSubscriberCounts(): Iterable<[string, number]> {
+    for (const state of this.channels.values()) yield [state.name, state.live.size + state.pending.size];
+  }
+
+  /** Channels with a subscriber: cluster-wide when the engine spans nodes, else on this node. */
   async channelList(): Promise<ChannelInfo[]> {
+    if (this.engine.clusterChannels) return this.engine.clusterChannels();
     const out: ChannelInfo[] = [];
     for (const state of this.channels.values()) {
       const h = await this.engine.history(state.name, { limit: 0 }, state.ns.channel);

@@ -33,9 +33,11 @@ export interface HeraldConfig {
   redis: string | undefined;
   /** Prefix of every Redis key and channel. Default `herald`. */
   redisPrefix: string;
+  /** Seconds after which a crashed node's presence entries vanish (Redis engine). Default 30. */
+  presenceTtl: number;
   /** Directory of the durable journal of the memory engine. Default none. */
   journal: string | undefined;
-  /** Journal fsync policy. Default 1000 (ms): like Redis' `appendfsync everysec`. */
+  /** Journal fsync policy. Default `always`: a publish is acknowledged once its record is on disk. */
   fsync: FsyncPolicy;
   /** API keys accepted on `/api/*` (Bearer). Default none: the API is open. */
   apiKey: readonly string[];
@@ -218,9 +220,10 @@ export const OPTIONS: { readonly [K in keyof HeraldConfig]: OptionSpec<HeraldCon
   port: { doc: 'TCP port; 0 = any free port', default: 8080, arg: '<port>', parse: integer(0, 65_535) },
   config: { doc: 'JSON or YAML file of options (keys in camelCase)', default: undefined, arg: '<file>', parse: optional(text()) },
   redis: { doc: 'Redis URL for the multi-node engine', default: undefined, arg: '<url>', parse: optional(url(['redis', 'rediss'])) },
-  redisPrefix: { doc: 'prefix of Redis keys and channels', default: 'herald', arg: '<prefix>', parse: text((s) => (/\s/.test(s) ? 'must not contain spaces' : undefined)) },
+  redisPrefix: { doc: 'prefix of Redis keys and channels', default: 'herald', arg: '<prefix>', parse: text((s) => (/[\s{}]/.test(s) ? 'must not contain spaces or braces' : undefined)) },
+  presenceTtl: { doc: "seconds before a crashed node's presence entries vanish (Redis)", default: 30, arg: '<s>', parse: integer(1, 3600, ' seconds') },
   journal: { doc: 'directory of the durable journal (memory engine)', default: undefined, arg: '<dir>', parse: optional(text()) },
-  fsync: { doc: 'journal fsync: always | never | <ms>', default: 1000, arg: '<policy>', parse: parseFsync },
+  fsync: { doc: 'journal fsync: always | never | <ms>', default: 'always', arg: '<policy>', parse: parseFsync },
   apiKey: {
     doc: 'API key for /api/* (repeatable)',
     default: Object.freeze([]),
@@ -253,7 +256,7 @@ export type OptionKey = keyof HeraldConfig;
 export const OPTION_KEYS = Object.keys(OPTIONS) as OptionKey[];
 
 /** Options that are accepted and validated, but whose feature is not in this build yet. */
-const NOT_AVAILABLE_YET: readonly OptionKey[] = ['redis', 'journal', 'jwtSecret', 'jwksUrl'];
+const NOT_AVAILABLE_YET: readonly OptionKey[] = ['jwtSecret', 'jwksUrl'];
 
 /** Environment variables with the prefix that are not server options (the CLI's client side). */
 const CLIENT_ENV = new Set(['HERALD_URL', 'HERALD_TOKEN']);

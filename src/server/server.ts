@@ -6,7 +6,7 @@ import { STATUS_CODES, createServer, type IncomingMessage, type Server, type Ser
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { HeraldError, toHeraldError } from '../protocol/index.js';
-import { Hub, silentLogger, type Engine, type HubHooks, type HubOptions, type Logger } from '../core/index.js';
+import { Hub, Namespaces, silentLogger, type Engine, type HubHooks, type HubOptions, type Logger } from '../core/index.js';
 import { MemoryEngine } from '../engines/memory.js';
 import { sendError, sendJson } from '../transports/http.js';
 import { originAllowed } from '../transports/origin.js';
@@ -17,7 +17,7 @@ import { GolongpollTransport } from '../transports/compat/golongpoll.js';
 import { GpollTransport } from '../transports/compat/gpoll.js';
 import { addApiRoutes } from './api.js';
 import { apiKeyGuard } from './auth.js';
-import { assertAvailable, namespaceBase, validateConfig, type HeraldConfig } from './config.js';
+import { ConfigError, assertAvailable, namespaceBase, validateConfig, type HeraldConfig } from './config.js';
 import { createMetrics } from './metrics.js';
 import { Router, type UpgradeHandler } from './router.js';
 import { staticFile } from './static.js';
@@ -67,7 +67,7 @@ export async function startServer(options: StartOptions = {}): Promise<HeraldSer
   const config = validateConfig(options);
   assertAvailable(config);
   const logger = options.logger ?? silentLogger;
-  const engine = options.engine ?? new MemoryEngine();
+  const engine = options.engine ?? (await createEngine(config, logger));
   const hubOptions: HubOptions = {
     engine,
     namespaces: config.namespaces,
@@ -293,6 +293,24 @@ export async function startServer(options: StartOptions = {}): Promise<HeraldSer
 
   const transports = Object.freeze({ websocket, sse, poll, golongpoll, gpoll });
   return { url, host, port, hub, http, transports, close };
+}
+
+/** The engine the configuration asks for. Redis is loaded only when used (ioredis stays out otherwise). */
+async function createEngine(config: HeraldConfig, logger: Logger): Promise<Engine> {
+  if (config.redis !== undefined && config.journal !== undefined) {
+    throw new ConfigError('invalid_option', 'journal', 'journal (--journal) is for the memory engine; with --redis, Redis keeps the history');
+  }
+  if (config.journal !== undefined) {
+    const { createJournalEngine } = await import('../engines/journal/index.js');
+    // The same namespace rules the hub gets, so replay trims history as publishes would.
+    const namespaces = new Namespaces(config.namespaces, namespaceBase(config));
+    return createJournalEngine({ dir: config.journal, fsync: config.fsync, channelOptions: (ch) => namespaces.forChannel(ch).channel, logger });
+  }
+  if (config.redis !== undefined) {
+    const { createRedisEngine } = await import('../engines/redis/index.js');
+    return createRedisEngine({ url: config.redis, prefix: config.redisPrefix, presenceTtl: config.presenceTtl, logger });
+  }
+  return new MemoryEngine();
 }
 
 function ignore(): void {}

@@ -230,8 +230,8 @@ describe('redis engine', { skip: redisBinary.skip }, () => {
       await hubB.subscribe(collector('l3'), ch2);
       await hubA.publish(ch2, 'x');
       // Let node B's registry entry catch up with its subscriptions.
-      await until(async () => (await a.channels()).some((c) => c.channel === ch2));
-      const list = new Map((await a.channels()).map((c) => [c.channel, [c.subscribers, c.offset]]));
+      await until(async () => (await a.clusterChannels()).some((c) => c.channel === ch2));
+      const list = new Map((await a.clusterChannels()).map((c) => [c.channel, [c.subscribers, c.offset]]));
       assert.deepEqual([list.get(ch1), list.get(ch2)], [[2, 0], [1, 1]]);
     });
 

@@ -82,9 +82,43 @@ describe('herald serve', () => {
   });
 
   test('an option whose feature is not in this build exits non-zero saying so', async () => {
-    const child = herald(['serve', '--redis', 'redis://127.0.0.1:6379']);
+    const child = herald(['serve', '--jwt-secret', 'x']);
     assert.equal((await child.exited).code, 1);
-    assert.match(child.stderr(), /redis \(--redis\) is not available yet/);
+    assert.match(child.stderr(), /jwtSecret \(--jwt-secret\) is not available yet/);
+  });
+
+  test('with --redis pointing at nothing it starts, answers 503 unavailable, and exits 0 on SIGTERM', async () => {
+    const { child, url } = await serve(['--redis', 'redis://127.0.0.1:1', '--redis-prefix', `t${process.pid}`]);
+    const ready = await fetch(`${url}/readyz`);
+    assert.equal(ready.status, 503);
+    const pub = await fetch(`${url}/api/publish`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"channel":"a","data":1}' });
+    assert.equal(pub.status, 503);
+    assert.equal(((await pub.json()) as { error: { code: string } }).error.code, 'unavailable');
+    child.proc.kill('SIGTERM');
+    assert.equal((await child.exited).code, 0);
+  });
+
+  test('with --journal the history, offsets and epoch survive a restart', async () => {
+    const journal = join(dir, 'journal');
+    const first = await serve(['--journal', journal]);
+    let last: { epoch: string; offset: number } = { epoch: '', offset: 0 };
+    for (let i = 1; i <= 3; i++) {
+      const r = await fetch(`${first.url}/api/publish`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ channel: 'kept', data: i }) });
+      last = (await r.json()) as { epoch: string; offset: number };
+    }
+    first.child.proc.kill('SIGTERM');
+    assert.equal((await first.child.exited).code, 0);
+    const second = await serve(['--journal', journal]);
+    try {
+      const h = (await (await fetch(`${second.url}/api/history?channel=kept&since_epoch=${last.epoch}&since_offset=1`)).json()) as { epoch: string; offset: number; recovered: boolean; events: { data: number }[] };
+      assert.equal(h.epoch, last.epoch);
+      assert.equal(h.offset, 3);
+      assert.equal(h.recovered, true);
+      assert.deepEqual(h.events.map((e) => e.data), [2, 3]);
+    } finally {
+      second.child.proc.kill('SIGTERM');
+      await second.child.exited;
+    }
   });
 
   test('flags beat the environment, which beats the config file, in a real process', async () => {

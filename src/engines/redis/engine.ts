@@ -401,7 +401,7 @@ export class RedisEngine implements Engine {
    * Every channel with a subscriber on any live node (SPEC §5 `/api/channels` with Redis), with
    * the summed subscriber counts and the channel's position.
    */
-  async channels(): Promise<ClusterChannel[]> {
+  async clusterChannels(): Promise<ClusterChannel[]> {
     const registry = this.shards[0]!;
     if (this.state !== 'running' || !ready(registry.cmd)) throw new HeraldError('unavailable', 'redis is unavailable');
     try {
