@@ -180,21 +180,8 @@ function help(command: string): number {
   return 0;
 }
 
-/** The benchmark module (src/cli/bench.ts) exports `bench(argv)` resolving to an exit code; loaded only when asked for. */
+/** The benchmark (src/cli/bench.ts), loaded only when asked for: it pulls in the load generator. */
 async function runBench(argv: string[]): Promise<number> {
-  const specifier = './bench.js';
-  let mod: { bench?: (argv: string[]) => Promise<number>; main?: (argv: string[]) => Promise<number> };
-  try {
-    mod = (await import(specifier)) as typeof mod;
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    if (e.code === 'ERR_MODULE_NOT_FOUND' && /[/\\]cli[/\\]bench\.(js|ts)/.test(e.message)) {
-      process.stderr.write('herald: bench is not available in this build\n');
-      return 2;
-    }
-    throw err;
-  }
-  const run = mod.bench ?? mod.main;
-  if (!run) throw new Error('the bench module exports no bench(argv) function');
-  return run(argv);
+  const { runBench: bench } = await import('./bench.js');
+  return bench(argv);
 }
