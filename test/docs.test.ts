@@ -19,3 +19,13 @@ describe('docs/errors.md', () => {
     }
   });
 });
+
+describe('docs/configuration.md', () => {
+  it('lists every option of herald serve', async () => {
+    const { OPTIONS, flagName, envName } = await import('../src/server/config.js');
+    const config = readFileSync(new URL('../docs/configuration.md', import.meta.url), 'utf8');
+    for (const key of Object.keys(OPTIONS) as (keyof typeof OPTIONS)[]) {
+      assert.ok(config.includes(`\`--${flagName(key)}\` | \`${envName(key)}\` | \`${key}\``), `docs/configuration.md misses ${key}`);
+    }
+  });
+});
