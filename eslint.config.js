@@ -27,5 +27,6 @@ export default tseslint.config(
   layer(['src/engines/**/*.ts'], ['**/transports/**', '**/server/**', '**/cli/**', '**/client/**', 'ws', 'node:http'], 'engines/ depend on core and protocol only'),
   layer(['src/transports/**/*.ts'], ['**/engines/**', '**/server/**', '**/cli/**', '**/client/**', 'ioredis'], 'transports/ know nothing of engines or Redis'),
   layer(['src/client/**/*.ts'], ['**/core/**', '**/engines/**', '**/transports/**', '**/server/**', '**/cli/**', 'node:*', 'ws', 'ioredis', 'pino'], 'client/ imports only protocol/ and no Node built-ins'),
+  layer(['src/chat/**/*.ts'], ['**/engines/**', '**/server/**', '**/cli/**', '**/client/**', 'ioredis'], "chat/ uses the hub's public API only"),
   layer(['src/server/**/*.ts'], ['**/cli/**'], 'server/ must not import cli/'),
 );
