@@ -13,6 +13,8 @@
  *    events with no gap: it subscribes first, then reads the position.
  * 4. **onEvent order**: per channel, in offset order, each event once, including this node's own
  *    publishes; only for channels this node is subscribed to (an engine may deliver more).
+ *    onEvent may run *behind* reads: a history read can return an event whose onEvent comes later
+ *    (Redis reads and listens on two connections). The hub drops such late copies per subscriber.
  * 5. **History reads** follow the recovery rules below (`HistoryQuery`).
  * 6. **Presence** entries are per (channel, client); an engine that spans nodes expires the entries
  *    of a node that stopped refreshing them.

@@ -100,6 +100,11 @@ interface ChannelState {
   readonly pending: Map<Subscriber, OutgoingEvent[]>;
   /** Resolves once the engine subscription is in place. */
   engineReady: Promise<void>;
+  /**
+   * Live subscribers that must not get events at or before this position (their answer had
+   * them): an engine's live stream may run behind its reads (Redis: two connections).
+   */
+  readonly floors: Map<Subscriber, { epoch: string; offset: number }>;
 }
 
 export class Hub {
@@ -237,7 +242,15 @@ export class Hub {
     if (!state) return;
     for (const buffer of state.pending.values()) buffer.push(out);
     let n = 0;
+    const floors = state.floors.size > 0 ? state.floors : undefined;
     for (const sub of state.live) {
+      if (floors) {
+        const floor = floors.get(sub);
+        if (floor) {
+          if (out.event.epoch === floor.epoch && out.event.offset <= floor.offset) continue;
+          floors.delete(sub);
+        }
+      }
       try {
         sub.deliver(out);
         n++;
@@ -279,7 +292,7 @@ export class Hub {
 
     let state = this.channels.get(channel);
     if (!state) {
-      const created: ChannelState = { name: channel, ns: this.namespaces.forChannel(channel), live: new Set(), pending: new Map(), engineReady: Promise.resolve() };
+      const created: ChannelState = { name: channel, ns: this.namespaces.forChannel(channel), live: new Set(), pending: new Map(), engineReady: Promise.resolve(), floors: new Map() };
       created.engineReady = this.engine.subscribe(channel);
       this.channels.set(channel, (state = created));
     }
@@ -307,13 +320,16 @@ export class Hub {
     let last = result.offset;
     if (result.events.length > 0) last = Math.max(last, result.events[result.events.length - 1]!.offset);
     onReady?.(result);
+    let floor = { epoch: result.epoch, offset: last };
     for (const out of waiting) {
       if (out.event.epoch !== result.epoch || out.event.offset > last) {
         sub.deliver(out);
         this.delivered++;
+        floor = { epoch: out.event.epoch, offset: out.event.offset };
       }
     }
     state.live.add(sub);
+    state.floors.set(sub, floor);
     if (state.ns.deleteAfterRead && result.events.length > 0) {
       void this.engine.markRead(channel, result.events.map((e) => e.offset)).catch(() => {});
     }
@@ -329,6 +345,7 @@ export class Hub {
   async unsubscribe(sub: Subscriber, channel: string): Promise<boolean> {
     const state = this.channels.get(channel);
     const wasLive = state?.live.delete(sub) ?? false;
+    state?.floors.delete(sub);
     const wasPending = state?.pending.delete(sub) ?? false;
     if (!this.forget(sub, channel)) return false;
     if (state && wasLive && state.ns.presence) {

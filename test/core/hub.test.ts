@@ -232,6 +232,34 @@ describe('hub', () => {
     await h.close();
   });
 
+  it('no duplicate when the engine hands an event to fan-out after a read already returned it', async () => {
+    // An engine whose live stream runs behind its reads, as Redis's pub/sub connection can.
+    class LaggingEngine extends MemoryEngine {
+      override async start(handler: Parameters<MemoryEngine['start']>[0]): Promise<void> {
+        await super.start({ onEvent: (event, json) => setTimeout(() => handler.onEvent(event, json), 20) });
+      }
+    }
+    const h = new Hub({ engine: new LaggingEngine() });
+    await h.start();
+    const early = collector();
+    await h.subscribe(early, 'lag');
+    const first = await h.publish('lag', 1);
+    await h.publish('lag', 2); // its live copy is still on the way when the next subscribe reads
+    const late = collector();
+    const answer = await h.subscribe(late, 'lag', { epoch: first.epoch, offset: 1 });
+    const fresh = collector();
+    const plain = await h.subscribe(fresh, 'lag');
+    await h.publish('lag', 3);
+    // Lagged copies arrive in order: once `early` has event 3, every copy of 2 and 3 was fanned out.
+    while (early.events.length < 3) await new Promise((r) => setTimeout(r, 5));
+    assert.deepEqual(answer.events.map((e) => e.offset), [2]);
+    assert.deepEqual(late.events.map((e) => e.offset), [3]);
+    assert.equal(plain.offset, 2);
+    assert.deepEqual(fresh.events.map((e) => e.offset), [3]);
+    assert.deepEqual(early.events.map((e) => e.offset), [1, 2, 3]);
+    await h.close();
+  });
+
   it('lists channels with subscribers and their positions', async () => {
     const h = await hub();
     await h.subscribe(collector(), 'a');
