@@ -440,7 +440,10 @@ export class HeraldClient extends Emitter<ClientEvents> implements SubscriptionH
     this.holding = false;
     this.unsubscribing.clear();
     for (const sub of this.subs.values()) sub._subscribing();
-    const reconnect = info.reconnect && this.reconnectOptions !== false;
+    // A transport this page cannot run at all (no WebSocket, or its constructor throws) gives way to
+    // the next one even though it would not come back by itself; with nothing else to try, the client closes.
+    const fallback = !wasOpen && info.unusable === true && this.transports.length > 1;
+    const reconnect = (info.reconnect || fallback) && this.reconnectOptions !== false;
     if (wasOpen) this.emit('disconnected', { code: info.code, reason: info.reason, reconnect });
     else this.emit('error', info.error ?? new HeraldClientError('unavailable', `connection failed: ${info.reason || info.code}`, { closeCode: info.code }));
     if (gen !== this.generation) return; // a listener called close() or connect()

@@ -50,7 +50,7 @@ export class WebSocketTransport implements Transport {
     const Ctor = this.ctx.WebSocket;
     if (!Ctor) {
       const error = new HeraldClientError('bad_request', 'no WebSocket implementation: in Node 20 pass { WebSocket } from the "ws" package');
-      queueMicrotask(() => this.finish({ code: ABNORMAL, reason: error.message, reconnect: false, error }));
+      queueMicrotask(() => this.finish({ code: ABNORMAL, reason: error.message, reconnect: false, error, unusable: true }));
       return;
     }
     let ws: WebSocketLike;
@@ -58,7 +58,7 @@ export class WebSocketTransport implements Transport {
       ws = new Ctor(this.url);
     } catch (cause) {
       const error = new HeraldClientError('bad_request', `cannot open ${this.url}`, { cause });
-      queueMicrotask(() => this.finish({ code: ABNORMAL, reason: error.message, reconnect: false, error }));
+      queueMicrotask(() => this.finish({ code: ABNORMAL, reason: error.message, reconnect: false, error, unusable: true }));
       return;
     }
     this.ws = ws;
