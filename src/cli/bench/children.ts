@@ -57,7 +57,10 @@ export function heraldServerSpec(extra: string[]): ServerSpec {
   if (!existsSync(`${packageRoot}dist/cli/main.js`)) {
     throw new Error('dist/ is missing: run `npm run build` before starting a herald server for the benchmark');
   }
-  return { name: 'herald', args: [bin, 'serve', '--host', '127.0.0.1', '--port', '0', '--log-level', 'warn', ...extra] };
+  // Every virtual subscriber comes from loopback: per-address limits would throttle the load
+  // itself, so they are off (flags after `--` still win: the last occurrence counts).
+  const unlimited = ['--max-connections-per-ip', '0', '--ip-command-rate', '0', '--ip-publish-rate', '0'];
+  return { name: 'herald', args: [bin, 'serve', '--host', '127.0.0.1', '--port', '0', '--log-level', 'warn', ...unlimited, ...extra] };
 }
 
 export function baselineServerSpec(): ServerSpec {
