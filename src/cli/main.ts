@@ -11,6 +11,7 @@ import { runPublish } from './publish.js';
 import { DEFAULT_URL, RemoteError } from './remote.js';
 import { runServe, serveFlagKind } from './serve.js';
 import { runSubscribe } from './subscribe.js';
+import { runToken } from './token.js';
 
 const USAGE = `Usage: herald <command> [options]
 
@@ -18,7 +19,7 @@ Commands:
   serve                         run the server (default http://127.0.0.1:8080)
   publish <channel> <data>      publish an event; <data> is JSON, or else a string
   subscribe <channel…>          print events as JSON lines [--since <epoch>:<offset>]
-  token                         print a client JWT (not available yet)
+  token                         print a client JWT (HS256) for a server with --jwt-secret
   bench                         run the benchmarks
   help [command]                show help for a command
 
@@ -52,9 +53,21 @@ Options:
   --since <epoch>:<offset>      start after this position (every channel given)
 ${CLIENT_OPTIONS}`;
 
-const TOKEN_USAGE = `Usage: herald token --secret S --sub U --subscribe P… --publish P… --ttl 3600
+const TOKEN_USAGE = `Usage: herald token --secret S --sub U --subscribe P… --publish P… --presence P… --ttl 3600
 
-Prints a client JWT. Not available yet in this version.
+Prints a client JWT (HS256) for a server started with --jwt-secret S. Patterns are channel names
+where * matches any characters; a list option takes every argument up to the next option and
+may be repeated. The token allows only what its patterns name.
+
+Options:
+  --secret <secret>             the server's --jwt-secret, at least 32 bytes (env HERALD_JWT_SECRET)
+  --sub <user>                  the user (the "sub" claim)
+  --subscribe <pattern…>        channels the client may subscribe to (and read the history of)
+  --publish <pattern…>          channels the client may publish to
+  --presence <pattern…>         channels whose presence the client may read
+  --ttl <seconds>               lifetime of the token (default 3600)
+  --issuer <iss>                the "iss" claim (for a server with --jwt-issuer)
+  --audience <aud>              the "aud" claim (for a server with --jwt-audience)
 `;
 
 const BENCH_USAGE = `Usage: herald bench [options]
@@ -139,8 +152,7 @@ export async function main(argv: string[]): Promise<number> {
       }
       case 'token': {
         if (rest.includes('--help') || rest.includes('-h')) return help('token');
-        process.stderr.write('herald: token is not available yet in this version of herald\n');
-        return 2;
+        return await runToken(rest, process.env);
       }
       case 'bench':
         // The bench module parses its own options, --help included.

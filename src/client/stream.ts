@@ -13,7 +13,7 @@
  * transports can stream but not publish unless the app's token is a key. The app's token goes in
  * the `token` query parameter of streams and polls, and as `Authorization: Bearer` to `/api/*`.
  */
-import type { HeraldEvent, Position } from '../protocol/index.js';
+import { CLOSE_CODES, type HeraldEvent, type Position } from '../protocol/index.js';
 import { HeraldClientError } from './errors.js';
 import { fetchJson, retryable } from './http.js';
 import { endpointUrl, type CloseInfo, type Done, type Op, type Ops, type Transport, type TransportContext, type TransportName } from './transport.js';
@@ -26,6 +26,7 @@ interface PendingSubscribe {
 
 /** A close that the client should not take as "the server went away for good". */
 const ABNORMAL = 1006;
+const TOKEN_EXPIRED = CLOSE_CODES.tokenExpired.code;
 
 export abstract class StreamTransport implements Transport {
   abstract readonly name: TransportName;
@@ -168,6 +169,13 @@ export abstract class StreamTransport implements Transport {
       return;
     }
     const unusable = !this.worked || code === 'not_found';
+    // A token the server took before and refuses now has expired: reconnect, which asks the app's
+    // token callback for a new one (4003, as the WebSocket and SSE servers say it). A token refused
+    // on a fresh transport ends the client.
+    if (code === 'unauthorized' && this.worked) {
+      this.finish({ code: TOKEN_EXPIRED, reason: error.message, reconnect: true, error, unusable: false });
+      return;
+    }
     this.finish({ code: code === 'unauthorized' ? 4001 : ABNORMAL, reason: error.message, reconnect: code !== 'unauthorized' && !refusal, error, unusable });
   }
 

@@ -3,6 +3,7 @@
  * Transports hand it Subscribers; it knows nothing of sockets or HTTP.
  */
 import {
+  CLOSE_CODES,
   HeraldError,
   assertChannel,
   matchPattern,
@@ -31,6 +32,12 @@ export interface ClientContext {
   readonly transport: string;
   /** From the client's token; undefined for an anonymous client (namespace rules apply). */
   readonly permissions?: Permissions;
+  /**
+   * When the client's credentials expire (ms since the Unix epoch). A registered session is
+   * disconnected then with close code 4003 "token expired" (reconnect: true), so the client gets a
+   * new token and resumes from its position: nothing is lost.
+   */
+  readonly expiresAt?: number;
 }
 
 /** A receiver of a channel's events. Called synchronously during fan-out: must not throw or block. */
@@ -53,6 +60,8 @@ export type Action = 'subscribe' | 'publish' | 'presence';
 export interface AuthResult {
   user?: string;
   permissions?: Permissions;
+  /** When these credentials expire (ms since the Unix epoch), e.g. a JWT's `exp` × 1000. */
+  expiresAt?: number;
 }
 
 export interface HubHooks {
@@ -115,6 +124,8 @@ export class Hub {
   private readonly channels = new Map<string, ChannelState>();
   private readonly subscriptionsOf = new Map<Subscriber, Set<string>>();
   private readonly sessions = new Map<string, Session>();
+  /** Sessions whose credentials expire: one timer each, cleared when they end. */
+  private readonly expiries = new Map<Session, NodeJS.Timeout>();
   /** Subscribers whose connection ended (unsubscribeAll): a subscribe still in flight for them must not land. */
   private readonly gone = new WeakSet<Subscriber>();
   private published = 0;
@@ -158,6 +169,8 @@ export class Hub {
         // A failing transport must not stop the others from being told.
       }
     }
+    for (const timer of this.expiries.values()) clearTimeout(timer);
+    this.expiries.clear();
     await this.engine.close();
     this.state = 'closed';
   }
@@ -167,18 +180,46 @@ export class Hub {
   /** Checks credentials and returns the client's context (a new client id). */
   async authenticate(token: string | undefined, transport: string): Promise<ClientContext> {
     const auth = this.hooks.authenticate ? await this.hooks.authenticate(token, transport) : {};
-    const client: { id: string; transport: string; user?: string; permissions?: Permissions } = { id: randomId(16), transport };
+    const client: { id: string; transport: string; user?: string; permissions?: Permissions; expiresAt?: number } = { id: randomId(16), transport };
     if (auth.user !== undefined) client.user = auth.user;
     if (auth.permissions) client.permissions = auth.permissions;
+    if (auth.expiresAt !== undefined && Number.isFinite(auth.expiresAt)) client.expiresAt = auth.expiresAt;
     return client;
   }
 
+  /** Tracks a live session; one with `client.expiresAt` is disconnected (4003, reconnect) when it passes. */
   register(session: Session): void {
     this.sessions.set(session.client.id, session);
+    if (session.client.expiresAt !== undefined) this.armExpiry(session);
   }
 
   unregister(session: Session): void {
     if (this.sessions.get(session.client.id) === session) this.sessions.delete(session.client.id);
+    const timer = this.expiries.get(session);
+    if (timer) {
+      clearTimeout(timer);
+      this.expiries.delete(session);
+    }
+  }
+
+  private armExpiry(session: Session): void {
+    // setTimeout holds at most 2^31-1 ms (~24.8 days): a longer token re-arms on the way.
+    const delay = Math.min(session.client.expiresAt! - Date.now(), MAX_TIMER_MS);
+    const timer = setTimeout(sessionExpiry, Math.max(0, delay), this, session);
+    timer.unref();
+    this.expiries.set(session, timer);
+  }
+
+  /** @internal the expiry timer of `session` fired */
+  expire(session: Session): void {
+    this.expiries.delete(session);
+    if (this.sessions.get(session.client.id) !== session) return;
+    if (session.client.expiresAt! > Date.now()) return this.armExpiry(session);
+    try {
+      session.disconnect(TOKEN_EXPIRED, 'token expired', true);
+    } catch {
+      // The transport's problem; the session ends with its connection anyway.
+    }
   }
 
   /** Disconnects a client by id (SPEC §5 `/api/disconnect`). False when unknown. */
@@ -450,6 +491,13 @@ export class Hub {
   countDelivered(n: number): void {
     this.delivered += n;
   }
+}
+
+const MAX_TIMER_MS = 2_147_483_647;
+const TOKEN_EXPIRED = CLOSE_CODES.tokenExpired.code;
+
+function sessionExpiry(hub: Hub, session: Session): void {
+  hub.expire(session);
 }
 
 export function clientInfo(client: ClientContext): ClientInfo {

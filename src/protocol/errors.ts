@@ -26,6 +26,8 @@ export const CLOSE_CODES = {
   protocolViolation: { code: 4000, reconnect: false },
   unauthorized: { code: 4001, reconnect: false },
   disconnected: { code: 4002, reconnect: true },
+  /** The client's token expired: fetch a new one, reconnect and resume (`since`), losing nothing. */
+  tokenExpired: { code: 4003, reconnect: true },
   slowConsumer: { code: 4008, reconnect: true },
   nameTaken: { code: 4009, reconnect: false },
   rateLimited: { code: 4029, reconnect: true },

@@ -3,7 +3,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { ConfigError, assertAvailable, defaultConfig, envName, flagName, namespaceBase, optionForFlag, resolveConfig, validateConfig } from './config.js';
+import { ConfigError, assertAvailable, defaultConfig, envName, flagName, namespaceBase, optionForFlag, resolveConfig, securityWarnings, transportLimitsFromConfig, validateConfig } from './config.js';
+
+const SECRET = 'a-jwt-secret-of-at-least-32-bytes-0123';
 
 let dir: string;
 before(async () => {
@@ -49,6 +51,8 @@ describe('config defaults', () => {
         apiKey: [],
         jwtSecret: undefined,
         jwksUrl: undefined,
+        jwtIssuer: undefined,
+        jwtAudience: undefined,
         allowedOrigins: [],
         logLevel: 'info',
         chatTokenTtl: 30,
@@ -58,6 +62,11 @@ describe('config defaults', () => {
         maxChannelsPerClient: 128,
         maxBufferedBytes: 1_048_576,
         pollTimeoutMax: 110,
+        commandRate: 100,
+        publishRate: 50,
+        ipCommandRate: 1000,
+        ipPublishRate: 500,
+        maxConnectionsPerIp: 1000,
         namespaces: {},
       },
     );
@@ -258,21 +267,39 @@ describe('namespaces', () => {
 });
 
 describe('features and authentication', () => {
-  test('redis and journal are available; JWT options are validated, then refused at start as not available yet', async () => {
+  test('redis, journal and JWT options are all available', async () => {
     const { config } = await resolveConfig({ flags: { redis: ['redis://localhost:6379'] } });
     assert.equal(config.redis, 'redis://localhost:6379');
     assert.doesNotThrow(() => assertAvailable(config));
     assert.doesNotThrow(() => assertAvailable(validateConfig({ journal: '/tmp/j' })));
-    for (const key of ['jwtSecret', 'jwksUrl'] as const) {
-      const value = key === 'jwksUrl' ? 'https://keys.example/jwks.json' : 'x';
-      assert.throws(() => assertAvailable(validateConfig({ [key]: value })), (e: unknown) => e instanceof ConfigError && e.key === key && /not available yet/.test(e.message));
-    }
+    assert.doesNotThrow(() => assertAvailable(validateConfig({ jwtSecret: SECRET, jwksUrl: 'https://keys.example/jwks.json', jwtIssuer: 'i', jwtAudience: 'a' })));
     assert.doesNotThrow(() => assertAvailable(defaultConfig()));
+  });
+
+  test('an HS256 secret shorter than 32 bytes is refused, naming the key but not the secret', async () => {
+    const err = await rejectsWith(resolveConfig({ flags: { 'jwt-secret': ['short-secret'] } }), 'invalid_option', 'jwtSecret', ['at least 32 bytes']);
+    assert.ok(!err.message.includes('short-secret'));
+    assert.equal((await resolveConfig({ env: { HERALD_JWT_SECRET: SECRET } })).config.jwtSecret, SECRET);
+  });
+
+  test('rate and connection limits: integers >= 0 (0 = off), from flags, environment or file', async () => {
+    const { config } = await resolveConfig({ flags: { 'command-rate': ['0'], 'max-connections-per-ip': ['5'] }, env: { HERALD_IP_PUBLISH_RATE: '7' } });
+    assert.deepEqual([config.commandRate, config.maxConnectionsPerIp, config.ipPublishRate, config.publishRate, config.ipCommandRate], [0, 5, 7, 50, 1000]);
+    await rejectsWith(resolveConfig({ flags: { 'publish-rate': ['-1'] } }), 'invalid_option', 'publishRate');
+    await rejectsWith(resolveConfig({ env: { HERALD_IP_COMMAND_RATE: 'lots' } }), 'invalid_option', 'ipCommandRate', ['HERALD_IP_COMMAND_RATE']);
+    const limits = transportLimitsFromConfig(config);
+    assert.deepEqual({ ...limits.options, rateLimitGraceMs: 0 }, { commandRate: 0, publishRate: 50, ipCommandRate: 1000, ipPublishRate: 7, maxConnectionsPerIp: 5, rateLimitGraceMs: 0 });
+  });
+
+  test('security warnings: JWT without an API key leaves the HTTP API open', () => {
+    assert.deepEqual(securityWarnings(defaultConfig()), []);
+    assert.match(securityWarnings(validateConfig({ jwtSecret: SECRET })).join('\n'), /no --api-key is set/);
+    assert.deepEqual(securityWarnings(validateConfig({ jwtSecret: SECRET, apiKey: ['k'] })), []);
   });
 
   test('anonymous subscribe and publish are on without JWT configuration, off with it', () => {
     assert.deepEqual(namespaceBase(defaultConfig()), { anonymousSubscribe: true, anonymousPublish: true });
-    assert.deepEqual(namespaceBase(validateConfig({ jwtSecret: 's' })), { anonymousSubscribe: false, anonymousPublish: false });
+    assert.deepEqual(namespaceBase(validateConfig({ jwtSecret: SECRET })), { anonymousSubscribe: false, anonymousPublish: false });
     assert.deepEqual(namespaceBase(validateConfig({ jwksUrl: 'https://k.example/jwks' })), { anonymousSubscribe: false, anonymousPublish: false });
   });
 });

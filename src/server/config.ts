@@ -13,6 +13,7 @@ import { extname, resolve as resolvePath } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { channelProblem } from '../protocol/index.js';
 import { NAMESPACE_DEFAULTS, NAMESPACE_KEYS, type NamespaceOptions } from '../core/index.js';
+import { LIMIT_DEFAULTS, TransportLimits } from '../transports/limits.js';
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
 export const LOG_LEVELS: readonly LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
@@ -41,10 +42,14 @@ export interface HeraldConfig {
   fsync: FsyncPolicy;
   /** API keys accepted on `/api/*` (Bearer). Default none: the API is open. */
   apiKey: readonly string[];
-  /** HS256 secret for client JWTs (its UTF-8 bytes). Default none. */
+  /** HS256 secret for client JWTs (its UTF-8 bytes, at least 32). Default none: no JWT authentication. */
   jwtSecret: string | undefined;
   /** JWKS URL for RS256/ES256 client JWTs. Default none. */
   jwksUrl: string | undefined;
+  /** When set, a client JWT's `iss` must equal it. Default none. */
+  jwtIssuer: string | undefined;
+  /** When set, a client JWT's `aud` must contain it. Default none. */
+  jwtAudience: string | undefined;
   /** Origins allowed for WebSocket upgrades and CORS. Default none: same-origin only. */
   allowedOrigins: readonly string[];
   /** Log level. Default `info`. */
@@ -63,6 +68,16 @@ export interface HeraldConfig {
   maxBufferedBytes: number;
   /** Largest long-poll `timeout`, in seconds. Default 110. */
   pollTimeoutMax: number;
+  /** Commands per second per WebSocket connection (bursts of twice that); 0 = no limit. Default 100. */
+  commandRate: number;
+  /** Publishes per second per WebSocket connection (bursts of twice that); 0 = no limit. Default 50. */
+  publishRate: number;
+  /** Commands and HTTP transport requests per second per client address; 0 = no limit. Default 1,000. */
+  ipCommandRate: number;
+  /** Publishes per second per client address (WebSocket, golongpoll); 0 = no limit. Default 500. */
+  ipPublishRate: number;
+  /** WebSocket connections, SSE streams and waiting polls per client address; 0 = no limit. Default 1,000. */
+  maxConnectionsPerIp: number;
   /** Per-namespace options (file only), e.g. `{"": {…}, "chat": {historySize: 50}}`. Default `{}`. */
   namespaces: NamespacesConfig;
 }
@@ -190,6 +205,7 @@ const NAMESPACE_INT_MAX: Partial<Record<keyof NamespaceOptions, number>> = { his
 
 function parseNamespaces(raw: unknown): NamespacesConfig {
   if (!isPlainObject(raw)) throw new Invalid('must be an object of namespace name → options');
+  // Assigned with defineProperty: a namespace named "__proto__" is a namespace, not a prototype.
   const out: Record<string, Readonly<Partial<NamespaceOptions>>> = {};
   for (const [name, opts] of Object.entries(raw)) {
     const where = `namespaces.${JSON.stringify(name)}`;
@@ -205,7 +221,7 @@ function parseNamespaces(raw: unknown): NamespacesConfig {
       } else if (typeof value !== 'boolean') throw new Invalid(`${where}.${key} must be true or false`);
       ns[k] = value as number | boolean;
     }
-    out[name] = Object.freeze(ns as Partial<NamespaceOptions>);
+    Object.defineProperty(out, name, { value: Object.freeze(ns as Partial<NamespaceOptions>), enumerable: true });
   }
   return Object.freeze(out);
 }
@@ -232,8 +248,16 @@ export const OPTIONS: { readonly [K in keyof HeraldConfig]: OptionSpec<HeraldCon
     secret: true,
     parse: list((s) => (/^[\x21-\x7e]{1,4096}$/.test(s) ? undefined : 'each key must be 1 to 4096 visible ASCII characters')),
   },
-  jwtSecret: { doc: 'HS256 secret for client tokens', default: undefined, arg: '<secret>', secret: true, parse: optional(text()) },
+  jwtSecret: {
+    doc: 'HS256 secret for client tokens (at least 32 bytes)',
+    default: undefined,
+    arg: '<secret>',
+    secret: true,
+    parse: optional(text((s) => (Buffer.byteLength(s) < 32 ? 'must be at least 32 bytes (RFC 7518: an HS256 key is at least as long as its hash)' : undefined))),
+  },
   jwksUrl: { doc: 'JWKS URL for RS256/ES256 client tokens', default: undefined, arg: '<url>', parse: optional(url(['https', 'http'])) },
+  jwtIssuer: { doc: 'required "iss" of client tokens', default: undefined, arg: '<iss>', parse: optional(text()) },
+  jwtAudience: { doc: 'required "aud" of client tokens', default: undefined, arg: '<aud>', parse: optional(text()) },
   allowedOrigins: {
     doc: 'origins allowed for WebSocket and CORS (comma-separated; * = any)',
     default: Object.freeze([]),
@@ -249,14 +273,19 @@ export const OPTIONS: { readonly [K in keyof HeraldConfig]: OptionSpec<HeraldCon
   maxChannelsPerClient: { doc: 'channels per connection, stream or poll', default: 128, arg: '<n>', parse: integer(1, 100_000) },
   maxBufferedBytes: { doc: 'unsent bytes per WebSocket client before 4008', default: MiB, arg: '<bytes>', parse: integer(1024, 1024 * MiB, ' bytes') },
   pollTimeoutMax: { doc: 'largest long-poll timeout, seconds', default: 110, arg: '<s>', parse: integer(1, 3600, ' seconds') },
+  commandRate: { doc: 'commands/s per WebSocket connection; 0 = no limit', default: LIMIT_DEFAULTS.commandRate, arg: '<n>', parse: integer(0, 1_000_000) },
+  publishRate: { doc: 'publishes/s per WebSocket connection; 0 = no limit', default: LIMIT_DEFAULTS.publishRate, arg: '<n>', parse: integer(0, 1_000_000) },
+  ipCommandRate: { doc: 'commands and stream/poll requests/s per client address; 0 = no limit', default: LIMIT_DEFAULTS.ipCommandRate, arg: '<n>', parse: integer(0, 10_000_000) },
+  ipPublishRate: { doc: 'publishes/s per client address; 0 = no limit', default: LIMIT_DEFAULTS.ipPublishRate, arg: '<n>', parse: integer(0, 10_000_000) },
+  maxConnectionsPerIp: { doc: 'connections, streams and waiting polls per client address; 0 = no limit', default: LIMIT_DEFAULTS.maxConnectionsPerIp, arg: '<n>', parse: integer(0, 10_000_000) },
   namespaces: { doc: 'per-namespace options (config file only)', default: Object.freeze({}), fileOnly: true, parse: parseNamespaces },
 };
 
 export type OptionKey = keyof HeraldConfig;
 export const OPTION_KEYS = Object.keys(OPTIONS) as OptionKey[];
 
-/** Options that are accepted and validated, but whose feature is not in this build yet. */
-const NOT_AVAILABLE_YET: readonly OptionKey[] = ['jwtSecret', 'jwksUrl'];
+/** Options that are accepted and validated, but whose feature is not in this build yet (none today). */
+const NOT_AVAILABLE_YET: readonly OptionKey[] = [];
 
 /** Environment variables with the prefix that are not server options (the CLI's client side). */
 const CLIENT_ENV = new Set(['HERALD_URL', 'HERALD_TOKEN']);
@@ -366,6 +395,27 @@ export function assertAvailable(config: HeraldConfig): void {
 export function namespaceBase(config: HeraldConfig): Partial<NamespaceOptions> {
   const authenticated = config.jwtSecret !== undefined || config.jwksUrl !== undefined;
   return { anonymousSubscribe: !authenticated, anonymousPublish: !authenticated };
+}
+
+/** The transports' rate and connection limits (one instance, shared by every transport of a server). */
+export function transportLimitsFromConfig(config: HeraldConfig): TransportLimits {
+  return new TransportLimits({
+    commandRate: config.commandRate,
+    publishRate: config.publishRate,
+    ipCommandRate: config.ipCommandRate,
+    ipPublishRate: config.ipPublishRate,
+    maxConnectionsPerIp: config.maxConnectionsPerIp,
+  });
+}
+
+/** Things an operator should hear about at start: a configuration that is valid but leaves a door open. */
+export function securityWarnings(config: HeraldConfig): string[] {
+  const warnings: string[] = [];
+  const jwt = config.jwtSecret !== undefined || config.jwksUrl !== undefined;
+  if (jwt && config.apiKey.length === 0) {
+    warnings.push('client tokens are required (--jwt-secret/--jwks-url) but no --api-key is set: anyone who can reach /api/* may publish and disconnect clients');
+  }
+  return warnings;
 }
 
 /** The defaults, frozen. */

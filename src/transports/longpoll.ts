@@ -20,6 +20,7 @@ import { applyCors, sendError } from './http.js';
 import { startPosition } from './http-stream/cursor.js';
 import { cancelFlush, scheduleFlush, type Flushable } from './http-stream/flush.js';
 import { isOriginList, isPositiveInt, parseChannels, parseStrictInt, resolveOptions, sendMethodNotAllowed } from './http-stream/request.js';
+import { TransportLimits } from './limits.js';
 
 export interface LongPollOptions {
   /** Origins allowed for CORS (SPEC §5). */
@@ -32,6 +33,8 @@ export interface LongPollOptions {
   maxEvents: number;
   /** Channels one poll may hold. Default: the hub's `limits.maxChannelsPerClient` (128). */
   maxChannels: number | undefined;
+  /** Rate and connection limits per client address (transports/limits.ts); the server shares one instance. Default: a new one with the defaults. */
+  limits: TransportLimits | undefined;
   logger: Logger;
 }
 
@@ -41,6 +44,7 @@ export const LONG_POLL_DEFAULTS: Readonly<LongPollOptions> = Object.freeze({
   maxTimeout: 110,
   maxEvents: 1000,
   maxChannels: undefined,
+  limits: undefined,
   logger: silentLogger,
 });
 
@@ -177,6 +181,7 @@ export class LongPollTransport {
   readonly hub: Hub;
   readonly options: Readonly<LongPollOptions>;
   private readonly maxChannels: number;
+  private readonly limits: TransportLimits;
   private readonly polls = new Set<Poll>();
   private closing = false;
 
@@ -188,7 +193,9 @@ export class LongPollTransport {
       maxTimeout: [isPositiveInt, 'a positive integer (seconds)'],
       maxEvents: [isPositiveInt, 'a positive integer'],
       maxChannels: [(v) => v === undefined || isPositiveInt(v), 'a positive integer'],
+      limits: [(v) => v === undefined || v instanceof TransportLimits, 'a TransportLimits'],
     });
+    this.limits = this.options.limits ?? new TransportLimits();
     if (this.options.defaultTimeout > this.options.maxTimeout) throw new TypeError('longPoll: option "defaultTimeout" must not exceed "maxTimeout"');
     this.maxChannels = this.options.maxChannels ?? hub.limits.maxChannelsPerClient;
   }
@@ -203,6 +210,8 @@ export class LongPollTransport {
       if (!applyCors(req, res, this.options.allowedOrigins)) return;
       if (req.method !== 'GET') return sendMethodNotAllowed(res, 'GET, OPTIONS');
       if (this.closing) return sendError(res, new HeraldError('unavailable', 'server shutting down'));
+      const refused = this.limits.request(req, res) ?? this.limits.hold(req, res);
+      if (refused) return sendError(res, refused);
       const channels = parseChannels(url, this.maxChannels);
       const timeout = this.parseTimeout(url.searchParams.get('timeout'));
       const cursorText = url.searchParams.get('cursor');

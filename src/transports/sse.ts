@@ -35,6 +35,7 @@ import { applyCors, sendError } from './http.js';
 import { CursorBuilder, startPosition } from './http-stream/cursor.js';
 import { cancelFlush, scheduleFlush, type Flushable } from './http-stream/flush.js';
 import { isOriginList, isPositiveInt, parseChannels, resolveOptions, sendMethodNotAllowed } from './http-stream/request.js';
+import { TransportLimits } from './limits.js';
 
 export interface SseOptions {
   /** Origins allowed for CORS (SPEC §5 `--allowed-origins`). Unset: same-origin browsers and non-browser clients. */
@@ -49,6 +50,8 @@ export interface SseOptions {
   maxBufferedBytes: number;
   /** Milliseconds an ended slow stream may take to drain before its socket is destroyed. Default 5,000. */
   endGraceMs: number;
+  /** Rate and connection limits per client address (transports/limits.ts); the server shares one instance. Default: a new one with the defaults. */
+  limits: TransportLimits | undefined;
   logger: Logger;
 }
 
@@ -59,6 +62,7 @@ export const SSE_DEFAULTS: Readonly<SseOptions> = Object.freeze({
   maxChannels: undefined,
   maxBufferedBytes: 1024 * 1024,
   endGraceMs: 5_000,
+  limits: undefined,
   logger: silentLogger,
 });
 
@@ -67,10 +71,12 @@ export const SSE_EVENT = defineEncoding((out) => 'event: event\ndata: ' + out.js
 
 const HEARTBEAT = ': heartbeat\n\n';
 
+// No explicit `connection: keep-alive`: node decides it from the request. Forcing it on a request
+// that said `Connection: close` left the socket open after the stream ended, and the next request
+// a client sent on it got node's bare 400.
 const SSE_HEADERS = {
   'content-type': 'text/event-stream; charset=utf-8',
   'cache-control': 'no-cache, no-transform',
-  connection: 'keep-alive',
   'x-accel-buffering': 'no',
 };
 
@@ -267,6 +273,7 @@ export class SseTransport {
   readonly hub: Hub;
   readonly options: Readonly<SseOptions>;
   private readonly maxChannels: number;
+  private readonly limits: TransportLimits;
   private readonly streams = new Set<SseStream>();
   private timer: NodeJS.Timeout | undefined;
   private closing = false;
@@ -280,8 +287,10 @@ export class SseTransport {
       maxChannels: [(v) => v === undefined || isPositiveInt(v), 'a positive integer'],
       maxBufferedBytes: [isPositiveInt, 'a positive integer (bytes)'],
       endGraceMs: [isPositiveInt, 'a positive integer (milliseconds)'],
+      limits: [(v) => v === undefined || v instanceof TransportLimits, 'a TransportLimits'],
     });
     this.maxChannels = this.options.maxChannels ?? hub.limits.maxChannelsPerClient;
+    this.limits = this.options.limits ?? new TransportLimits();
   }
 
   /** Open streams (starting or live). */
@@ -294,6 +303,8 @@ export class SseTransport {
       if (!applyCors(req, res, this.options.allowedOrigins)) return;
       if (req.method !== 'GET') return sendMethodNotAllowed(res, 'GET, OPTIONS');
       if (this.closing) return sendError(res, new HeraldError('unavailable', 'server shutting down'));
+      const refused = this.limits.request(req, res) ?? this.limits.hold(req, res);
+      if (refused) return sendError(res, refused);
       const channels = parseChannels(url, this.maxChannels);
       const header = req.headers['last-event-id'];
       const text = (typeof header === 'string' && header !== '' ? header : undefined) ?? (url.searchParams.get('since') || undefined);

@@ -81,10 +81,10 @@ describe('herald serve', () => {
     assert.match(child.stderr(), /maxMessageBytes \(HERALD_MAX_MESSAGE_BYTES\)/);
   });
 
-  test('an option whose feature is not in this build exits non-zero saying so', async () => {
+  test('a JWT secret shorter than 32 bytes exits 1 naming the key, not the secret', async () => {
     const child = herald(['serve', '--jwt-secret', 'x']);
     assert.equal((await child.exited).code, 1);
-    assert.match(child.stderr(), /jwtSecret \(--jwt-secret\) is not available yet/);
+    assert.match(child.stderr(), /jwtSecret \(--jwt-secret\): must be at least 32 bytes/);
   });
 
   test('with --redis pointing at nothing it starts, answers 503 unavailable, and exits 0 on SIGTERM', async () => {
@@ -185,9 +185,16 @@ describe('herald command line', () => {
     assert.match(badFlag.stderr(), /unknown option --bogus/);
   });
 
-  test('token is not available yet: exit 2', async () => {
-    const child = herald(['token', '--secret', 's', '--sub', 'u']);
-    assert.equal((await child.exited).code, 2);
-    assert.match(child.stderr(), /token is not available yet/);
+  test('token prints an HS256 client JWT with the claims asked for; a short secret is a usage error', async () => {
+    const secret = 'cli-test-secret-0123456789-abcdefghijkl';
+    const child = herald(['token', '--secret', secret, '--sub', 'u', '--subscribe', 'news', 'user:u:*', '--publish', 'user:u:*', '--ttl', '60']);
+    assert.equal((await child.exited).code, 0, child.stderr());
+    const token = child.stdout().trim();
+    const [header, payload] = token.split('.').slice(0, 2).map((p) => JSON.parse(Buffer.from(p, 'base64url').toString()));
+    assert.deepEqual(header, { alg: 'HS256', typ: 'JWT' });
+    assert.deepEqual({ ...payload, iat: 0, exp: payload.exp - payload.iat }, { sub: 'u', subscribe: ['news', 'user:u:*'], publish: ['user:u:*'], iat: 0, exp: 60 });
+    const short = herald(['token', '--secret', 's', '--sub', 'u']);
+    assert.equal((await short.exited).code, 2);
+    assert.match(short.stderr(), /at least 32 bytes/);
   });
 });

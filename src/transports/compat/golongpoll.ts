@@ -32,7 +32,9 @@
  *
  * Credentials (herald's, golongpoll has none): `Authorization: Bearer <token>` (the clients'
  * extra-headers option) or a `token` query parameter; without one the client is anonymous and the
- * namespace rules apply.
+ * namespace rules apply. A poll whose token expires before its timeout is answered with the timeout
+ * answer at the expiry; the next poll with that token gets 401. Requests and waiting polls count
+ * against their address's limits (transports/limits.ts): 429 over them.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { channelProblem, MAX_JSON_DEPTH, jsonDepthExceeds, toHeraldError, type HeraldEvent, type Position, type SubscribeResult } from '../../protocol/index.js';
@@ -41,6 +43,7 @@ import { DEFAULT_MAX_BODY_BYTES, readBody } from '../http.js';
 import { originAllowed } from '../origin.js';
 import { cancelFlush, scheduleFlush, type Flushable } from '../http-stream/flush.js';
 import { bearerToken, isOriginList, isPositiveInt, resolveOptions } from '../http-stream/request.js';
+import { TransportLimits } from '../limits.js';
 
 export interface GolongpollOptions {
   /** Origins allowed (SPEC §5); a refused Origin gets 403. Unset: same-origin browsers and non-browser clients. */
@@ -49,6 +52,8 @@ export interface GolongpollOptions {
   maxTimeout: number;
   /** Largest publish body, in bytes. Default 65,536. */
   maxBodyBytes: number;
+  /** Rate and connection limits per client address (transports/limits.ts); the server shares one instance. Default: a new one with the defaults. */
+  limits: TransportLimits | undefined;
   logger: Logger;
 }
 
@@ -56,6 +61,7 @@ export const GOLONGPOLL_DEFAULTS: Readonly<GolongpollOptions> = Object.freeze({
   allowedOrigins: undefined,
   maxTimeout: 110,
   maxBodyBytes: DEFAULT_MAX_BODY_BYTES,
+  limits: undefined,
   logger: silentLogger,
 });
 
@@ -285,7 +291,9 @@ class GlpPoll implements Subscriber, Flushable {
     this.state = 'waiting';
     if (this.queue.length > 0) scheduleFlush(this);
     else {
-      this.timer = setTimeout(onPollTimeout, timeoutSeconds * 1000, this);
+      // Not past the token's expiry: what it no longer allows must not be delivered.
+      const expiresIn = this.client.expiresAt === undefined ? Infinity : this.client.expiresAt - Date.now();
+      this.timer = setTimeout(onPollTimeout, Math.max(0, Math.min(timeoutSeconds * 1000, expiresIn)), this);
       this.timer.unref();
     }
   }
@@ -357,6 +365,7 @@ export class GolongpollTransport {
   readonly hub: Hub;
   readonly options: Readonly<GolongpollOptions>;
   private readonly polls = new Set<GlpPoll>();
+  private readonly limits: TransportLimits;
 
   constructor(hub: Hub, options?: Partial<GolongpollOptions>) {
     this.hub = hub;
@@ -364,7 +373,9 @@ export class GolongpollTransport {
       allowedOrigins: [isOriginList, 'an array of origin strings'],
       maxTimeout: [isPositiveInt, 'a positive integer (seconds)'],
       maxBodyBytes: [isPositiveInt, 'a positive integer (bytes)'],
+      limits: [(v) => v === undefined || v instanceof TransportLimits, 'a TransportLimits'],
     });
+    this.limits = this.options.limits ?? new TransportLimits();
   }
 
   /** Polls waiting for an answer. */
@@ -384,6 +395,8 @@ export class GolongpollTransport {
   async handleEvents(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     try {
       if (!this.cors(req, res, SUBSCRIBE_HEADERS)) return;
+      const refused = this.limits.request(req, res) ?? this.limits.hold(req, res);
+      if (refused) return sendHeraldError(res, SUBSCRIBE_HEADERS, refused);
       const q = url.searchParams;
       const timeoutText = q.get('timeout') ?? '';
       const timeout = goParseInt(timeoutText);
@@ -422,6 +435,11 @@ export class GolongpollTransport {
       if (req.method !== 'POST') {
         req.resume();
         return send(res, 405, PUBLISH_HEADERS, GOLONGPOLL_ERRORS.method);
+      }
+      const refused = this.limits.request(req, res, true);
+      if (refused) {
+        req.resume();
+        return sendHeraldError(res, PUBLISH_HEADERS, refused);
       }
       const body = await readBody(req, this.options.maxBodyBytes);
       const decoded = decodePublishBody(body.toString('utf8'));

@@ -18,7 +18,10 @@
  * message: it stays first in the buffer for the next poll.
  *
  * Credentials (herald's; gpoll has none): an optional `token` query parameter at registration;
- * the client must be allowed to subscribe to the channel (401/403, empty body, otherwise).
+ * the client must be allowed to subscribe to the channel (401/403, empty body, otherwise). A client
+ * registered with an expiring token is dropped once it expires, before it is given anything more
+ * (its polls then get 404; a waiting one an empty 200). Requests and waiting polls count
+ * against their address's limits (transports/limits.ts): 429 over them.
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -26,6 +29,7 @@ import { channelProblem, randomId, toHeraldError } from '../../protocol/index.js
 import { defineEncoding, silentLogger, type ClientContext, type Hub, type Logger, type OutgoingEvent, type Subscriber } from '../../core/index.js';
 import { originAllowed } from '../origin.js';
 import { isOriginList, isPositiveInt, resolveOptions } from '../http-stream/request.js';
+import { TransportLimits } from '../limits.js';
 
 export interface GpollOptions {
   /** Origins allowed (SPEC §5); a refused Origin gets 403. Unset: same-origin browsers and non-browser clients. */
@@ -40,6 +44,8 @@ export interface GpollOptions {
   maxWaitingPerClient: number;
   /** Registered clients at most; registrations beyond get 503. Default 100,000. */
   maxClients: number;
+  /** Rate and connection limits per client address (transports/limits.ts); the server shares one instance. Default: a new one with the defaults. */
+  limits: TransportLimits | undefined;
   logger: Logger;
 }
 
@@ -50,6 +56,7 @@ export const GPOLL_DEFAULTS: Readonly<GpollOptions> = Object.freeze({
   idleTimeoutMs: 60_000,
   maxWaitingPerClient: 4,
   maxClients: 100_000,
+  limits: undefined,
   logger: silentLogger,
 });
 
@@ -128,6 +135,8 @@ interface GpollClient {
   readonly waiting: ServerResponse[];
   lastSeen: number;
   dropped: boolean;
+  /** When the registering token expires (ms since the Unix epoch); Infinity without one. */
+  expiresAt: number;
 }
 
 const kWait = Symbol('herald.gpollWait');
@@ -151,6 +160,7 @@ export class GpollTransport implements Subscriber {
   /** The transport's one subscription: a server-side context allowed to read its channel only. */
   readonly client: ClientContext;
   private readonly clients = new Map<string, GpollClient>();
+  private readonly limits: TransportLimits;
   private registered = 0;
   private subscribing: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -165,7 +175,9 @@ export class GpollTransport implements Subscriber {
       idleTimeoutMs: [isPositiveInt, 'a positive integer (milliseconds)'],
       maxWaitingPerClient: [isPositiveInt, 'a positive integer'],
       maxClients: [isPositiveInt, 'a positive integer'],
+      limits: [(v) => v === undefined || v instanceof TransportLimits, 'a TransportLimits'],
     });
+    this.limits = this.options.limits ?? new TransportLimits();
     const channel = this.options.channel;
     this.client = { id: `gpoll:${randomId(12)}`, transport: 'gpoll', permissions: { subscribe: [channel], publish: [], presence: [] } };
   }
@@ -191,13 +203,19 @@ export class GpollTransport implements Subscriber {
         res.setHeader('vary', 'Origin');
       }
       if (this.closing) return sendEmpty(res, 503);
+      const refused = this.limits.request(req, res);
+      if (refused) return sendEmpty(res, refused.status);
       const id = url.searchParams.get('client-id') ?? '';
       if (id.length < 10) return await this.register(res, url);
       const parts = id.split('$');
       if (parts.length < 2) return sendEmpty(res, 404);
       const client = this.clients.get(`${atoiOrZero(parts[0]!)}$${parts[1]!}`);
       if (!client || client.dropped) return sendEmpty(res, 404);
-      this.poll(client, res);
+      if (client.expiresAt <= Date.now()) {
+        this.drop(client, 'token expired');
+        return sendEmpty(res, 404);
+      }
+      this.poll(client, res, req);
     } catch (err) {
       const e = toHeraldError(err);
       if (e.code === 'internal') this.options.logger.error({ err }, 'gpoll: request failed');
@@ -211,7 +229,7 @@ export class GpollTransport implements Subscriber {
     await this.subscribeOnce();
     if (this.clients.size >= this.options.maxClients) return sendEmpty(res, 503);
     const id = `${Math.floor(this.registered++ / GROUP_SIZE)}$${randomUUID()}`;
-    this.clients.set(id, { id, buffer: new MessageQueue(this.options.bufferSize), waiting: [], lastSeen: Date.now(), dropped: false });
+    this.clients.set(id, { id, buffer: new MessageQueue(this.options.bufferSize), waiting: [], lastSeen: Date.now(), dropped: false, expiresAt: who.expiresAt ?? Infinity });
     this.ensureSweep();
     sendText(res, 200, JSON.stringify({ 'client-id': id }));
   }
@@ -227,7 +245,7 @@ export class GpollTransport implements Subscriber {
     return this.subscribing;
   }
 
-  private poll(client: GpollClient, res: ServerResponse): void {
+  private poll(client: GpollClient, res: ServerResponse, req: IncomingMessage): void {
     client.lastSeen = Date.now();
     const message = client.buffer.shift();
     if (message !== undefined) {
@@ -235,6 +253,8 @@ export class GpollTransport implements Subscriber {
       return;
     }
     if (client.waiting.length >= this.options.maxWaitingPerClient) return sendEmpty(res, 429);
+    const refused = this.limits.hold(req, res);
+    if (refused) return sendEmpty(res, refused.status);
     const tagged = res as TaggedResponse;
     tagged[kWait] = { transport: this, client };
     tagged.on('close', onWaitClose);
@@ -254,7 +274,12 @@ export class GpollTransport implements Subscriber {
   /** Subscriber: one event of the channel, fanned into every client. */
   deliver(out: OutgoingEvent): void {
     const message = out.encoded(GPOLL_MESSAGE);
+    const now = Date.now();
     for (const client of this.clients.values()) {
+      if (client.expiresAt <= now) {
+        this.drop(client, 'token expired');
+        continue;
+      }
       const res = client.waiting.shift();
       if (res) this.answer(client, res as TaggedResponse, message);
       else if (client.buffer.full) this.drop(client, 'buffer overflow');
@@ -281,9 +306,11 @@ export class GpollTransport implements Subscriber {
 
   /** @internal drops clients idle for longer than idleTimeoutMs */
   sweep(): void {
-    const cutoff = Date.now() - this.options.idleTimeoutMs;
+    const now = Date.now();
+    const cutoff = now - this.options.idleTimeoutMs;
     for (const client of [...this.clients.values()]) {
-      if (client.waiting.length === 0 && client.lastSeen < cutoff) this.drop(client, 'idle');
+      if (client.expiresAt <= now) this.drop(client, 'token expired');
+      else if (client.waiting.length === 0 && client.lastSeen < cutoff) this.drop(client, 'idle');
     }
   }
 
