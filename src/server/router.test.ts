@@ -38,6 +38,20 @@ describe('Router', () => {
     assert.equal((r.match('GET', '/px') as { handler: RouteHandler }).handler, second);
   });
 
+  test('get returns the handler of exactly that route; delete removes it and says whether it was there', () => {
+    const a = h();
+    const p = h();
+    const r = new Router().set('GET /a', a).set('POST /a', h()).set('* /p/*', p);
+    assert.equal(r.get('GET /a'), a);
+    assert.equal(r.get('* /p/*'), p);
+    assert.equal(r.get('PUT /a'), undefined);
+    assert.equal(r.delete('GET /a'), true);
+    assert.equal(r.delete('GET /a'), false);
+    assert.deepEqual(r.match('GET', '/a'), { kind: 'method', allowed: ['POST'] });
+    assert.equal(r.delete('* /p/*'), true);
+    assert.deepEqual(r.match('GET', '/p/x'), { kind: 'none' });
+  });
+
   test('a malformed route is a TypeError', () => {
     assert.throws(() => new Router().set('/a', h()), TypeError);
     assert.throws(() => new Router().set('GET a', h()), TypeError);

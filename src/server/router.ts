@@ -27,10 +27,8 @@ export class Router {
 
   /** Adds a route; a later `set` of the same route replaces it. */
   set(route: string, handler: RouteHandler): this {
-    const space = route.indexOf(' ');
-    if (space <= 0 || !route.startsWith('/', space + 1)) throw new TypeError(`route must be "METHOD /path", got ${JSON.stringify(route)}`);
-    const method = route.slice(0, space).toUpperCase();
-    const path = route.slice(space + 1);
+    if (typeof handler !== 'function') throw new TypeError(`route ${JSON.stringify(route)} needs a handler function`);
+    const { method, path } = parseRoute(route);
     if (path.endsWith('*')) {
       const prefix = path.slice(0, -1);
       const i = this.prefixes.findIndex((r) => r.method === method && r.prefix === prefix);
@@ -44,6 +42,32 @@ export class Router {
       byMethod.set(method, handler);
     }
     return this;
+  }
+
+  /** Removes a route (as given to `set`); false when there was none. */
+  delete(route: string): boolean {
+    const { method, path } = parseRoute(route);
+    if (path.endsWith('*')) {
+      const prefix = path.slice(0, -1);
+      const i = this.prefixes.findIndex((r) => r.method === method && r.prefix === prefix);
+      if (i < 0) return false;
+      this.prefixes.splice(i, 1);
+      return true;
+    }
+    const byMethod = this.exact.get(path);
+    if (!byMethod?.delete(method)) return false;
+    if (byMethod.size === 0) this.exact.delete(path);
+    return true;
+  }
+
+  /** The handler registered for exactly this route (as given to `set`), if any. */
+  get(route: string): RouteHandler | undefined {
+    const { method, path } = parseRoute(route);
+    if (path.endsWith('*')) {
+      const prefix = path.slice(0, -1);
+      return this.prefixes.find((r) => r.method === method && r.prefix === prefix)?.handler;
+    }
+    return this.exact.get(path)?.get(method);
   }
 
   match(method: string, pathname: string): RouteMatch {
@@ -62,4 +86,10 @@ export class Router {
     if (allowed.has('GET')) allowed.add('HEAD');
     return { kind: 'method', allowed: [...allowed].sort() };
   }
+}
+
+function parseRoute(route: string): { method: string; path: string } {
+  const space = route.indexOf(' ');
+  if (space <= 0 || !route.startsWith('/', space + 1)) throw new TypeError(`route must be "METHOD /path", got ${JSON.stringify(route)}`);
+  return { method: route.slice(0, space).toUpperCase(), path: route.slice(space + 1) };
 }

@@ -6,7 +6,7 @@ import type { Writable } from 'node:stream';
 import { after, describe, test } from 'node:test';
 import * as wsModule from 'ws';
 import WebSocket from 'ws';
-import { SocketBinding, resolveBindingOptions, type SocketBindingOptions, type SocketConnection } from './binding.js';
+import { SocketBinding, keepAliveSteps, resolveBindingOptions, type SocketBindingOptions, type SocketConnection } from './binding.js';
 import { closeReason, framePayload, textFrame } from './frame.js';
 
 // ---- a binding on a real HTTP server, with a handler that records what happens ----------------
@@ -183,6 +183,17 @@ describe('binding options', () => {
   });
 });
 
+describe('keep-alive steps', () => {
+  test('one timer step divides both periods when they share a reasonable divisor, else an eighth of the shorter', () => {
+    assert.deepEqual(keepAliveSteps(25, 25), { stepMs: 25_000, pingSteps: 1, pongSteps: 1 });
+    assert.deepEqual(keepAliveSteps(25, 20), { stepMs: 5_000, pingSteps: 5, pongSteps: 4 });
+    assert.deepEqual(keepAliveSteps(0.3, 0.2), { stepMs: 100, pingSteps: 3, pongSteps: 2 });
+    // 1000 and 999 ms share only 1 ms: step at 999/8, the pong wait rounded up to whole steps.
+    assert.deepEqual(keepAliveSteps(1, 0.999), { stepMs: 125, pingSteps: 8, pongSteps: 8 });
+    assert.equal(keepAliveSteps(0, 10), undefined);
+  });
+});
+
 // ---- the binding on real sockets ---------------------------------------------------------------
 
 describe('SocketBinding', () => {
@@ -307,6 +318,43 @@ describe('SocketBinding', () => {
     assert.equal(r.binding.size, 1);
     dead.terminate();
     live.close();
+  });
+
+  test('keep-alive with pongWait shorter than the interval terminates a silent peer pongWait after the ping', async () => {
+    const r = await rig({ pingInterval: 0.3, pongWait: 0.1 });
+    const deadOpening = r.nextOpen();
+    const dead = await open(r.url, { autoPong: false });
+    const deadServer = await deadOpening;
+    const pinged = new Promise<number>((resolve) => dead.once('ping', () => resolve(Date.now())));
+    const at = await withTimeout(pinged, 3000, 'a ping');
+    await r.released(deadServer);
+    const waited = Date.now() - at;
+    assert.ok(waited >= 50 && waited < 300, `terminated ${waited} ms after the ping`);
+    dead.terminate();
+  });
+
+  test('a connection the application paused is never terminated for pongs it cannot read', async () => {
+    const r = await rig({ pingInterval: 0.05 });
+    const opening = r.nextOpen();
+    const ws = await open(r.url);
+    const server = await opening;
+    server.conn.pause();
+    let pings = 0;
+    await withTimeout(
+      new Promise<void>((resolve) =>
+        ws.on('ping', () => {
+          if (++pings === 6) resolve();
+        }),
+      ),
+      3000,
+      'six pings',
+    );
+    assert.equal(server.conn.open, true, 'still open after six unread pongs');
+    server.conn.resume();
+    ws.send('echo:alive');
+    const echoed = await withTimeout(new Promise<string>((resolve) => ws.once('message', (d) => resolve(d.toString()))), 2000, 'echo');
+    assert.equal(echoed, 'alive');
+    ws.close();
   });
 
   test('close() sends the close code to every connection and resolves once they are gone', async () => {

@@ -7,8 +7,12 @@
  * Policies, all on by default:
  * - **Origin**: a refused upgrade gets a plain HTTP 403 (SPEC §5), nothing else is read.
  * - **Size**: a message over `maxMessageBytes` closes the connection with 1009 (ws's `maxPayload`).
- * - **Keep-alive**: one interval timer for all connections. Every `pingInterval` seconds a peer
- *   that has not answered the previous ping is terminated; the others are pinged.
+ * - **Keep-alive**: one interval timer for all connections. Every `pingInterval` seconds a
+ *   connection is pinged; one that leaves a ping unanswered for `pongWait` seconds (default: the
+ *   ping interval) is terminated. The timer ticks at a step that divides both periods when they
+ *   have a reasonable common divisor (25 s and 20 s tick every 5 s), else at an eighth of the
+ *   shorter one, so a dead peer goes at most one step after `pongWait`. A connection the
+ *   application has paused (`pause()`: it is not reading, pongs included) is never counted dead.
  * - **Bounded sends**: a send is written only while the connection's unsent bytes (`bufferedAmount`:
  *   the socket's write buffer plus anything ws holds) stay within `maxBufferedBytes`. A send that
  *   would go over it is dropped and the connection is closed as a slow consumer (`slowConsumerCode`),
@@ -33,8 +37,10 @@ export interface SocketBindingOptions {
   allowedOrigins?: readonly string[] | undefined;
   /** Largest incoming message, in bytes; over it the connection is closed with 1009. Default 65,536. */
   maxMessageBytes: number;
-  /** Seconds between keep-alive pings; a peer silent for a whole interval is terminated. 0 = off. Default 25. */
+  /** Seconds between keep-alive pings. 0 = off. Default 25. */
   pingInterval: number;
+  /** Seconds a ping may stay unanswered before the peer is terminated. Default: `pingInterval`. */
+  pongWait?: number | undefined;
   /** Unsent bytes a connection may hold before it is closed as a slow consumer. Default 1 MiB. */
   maxBufferedBytes: number;
   /** Close code for a slow consumer. Default 4008. */
@@ -69,6 +75,12 @@ export interface SocketHandler<T> {
   close(context: T, code: number, reason: Buffer): void;
   /** The connection overflowed `maxBufferedBytes` and is being closed. */
   slowConsumer?(context: T, bufferedAmount: number): void;
+  /**
+   * Something went wrong on the connection: ws's errors (`code` WS_ERR_UNSUPPORTED_MESSAGE_LENGTH
+   * for a message over the limit, then close 1009; protocol errors, then 1002/1007), or
+   * `ERR_PONG_TIMEOUT` just before a peer that stopped answering pings is terminated.
+   */
+  error?(context: T, err: Error & { code?: string }): void;
 }
 
 const kConnection = Symbol('herald.connection');
@@ -76,13 +88,18 @@ type TaggedWebSocket = WebSocket & { [kConnection]?: SocketConnection<unknown> }
 
 const OPEN = WebSocket.OPEN;
 const TEXT = Object.freeze({ binary: false });
+const BINARY = Object.freeze({ binary: true });
+/** A write callback (`send`'s optional last argument): called once the bytes are handed to the kernel, or with an error. */
+export type WriteCallback = (err?: Error | null) => void;
 
 /** One WebSocket connection of a binding. Its state is kept to a few fields on purpose. */
 export class SocketConnection<T = unknown> {
   /** The handler's per-connection context (set right after `open` returns). */
   context!: T;
-  /** @internal Answered the last ping. */
-  alive = true;
+  /** @internal Keep-alive tick of the last ping sent (or of the open). */
+  pingTick = 0;
+  /** @internal Keep-alive tick of the oldest unanswered ping; -1 when none. */
+  unansweredTick = -1;
   /** @internal Corked until the shared end-of-tick flush. */
   corked = false;
   /** @internal */
@@ -111,12 +128,20 @@ export class SocketConnection<T = unknown> {
     return this.ws.bufferedAmount;
   }
 
-  /** Sends a text message. False when it was not sent (closing, or the connection overflowed). */
-  send(text: string): boolean {
+  /** Reading is paused (`pause()`). */
+  get paused(): boolean {
+    return this.ws.isPaused;
+  }
+
+  /**
+   * Sends a text message. False when it was not sent (closing, or the connection overflowed);
+   * `callback`, if given, is then never called.
+   */
+  send(text: string, callback?: WriteCallback): boolean {
     if (this.ws.readyState !== OPEN) return false;
-    if (this.raw) return this.sendFrame(textFrame(text));
+    if (this.raw) return this.sendFrame(textFrame(text), callback);
     if (!this.fits(Buffer.byteLength(text))) return this.overflow();
-    this.ws.send(text, TEXT);
+    this.ws.send(text, TEXT, callback);
     return true;
   }
 
@@ -124,11 +149,19 @@ export class SocketConnection<T = unknown> {
    * Sends a frame built once by `textFrame` (the same Buffer can go to many connections).
    * False when it was not sent.
    */
-  sendFrame(frame: Buffer): boolean {
+  sendFrame(frame: Buffer, callback?: WriteCallback): boolean {
     if (this.ws.readyState !== OPEN) return false;
     if (!this.fits(frame.length)) return this.overflow();
-    if (this.raw) this.raw.write(frame);
-    else this.ws.send(framePayload(frame), TEXT);
+    if (this.raw) this.raw.write(frame, callback);
+    else this.ws.send(framePayload(frame), TEXT, callback);
+    return true;
+  }
+
+  /** Sends a binary message (ws frames it; the bytes are not copied). False when it was not sent. */
+  sendBinary(data: Buffer | Uint8Array, callback?: WriteCallback): boolean {
+    if (this.ws.readyState !== OPEN) return false;
+    if (!this.fits(data.byteLength)) return this.overflow();
+    this.ws.send(data, BINARY, callback);
     return true;
   }
 
@@ -257,13 +290,15 @@ function onWsMessage(this: WebSocket, data: RawData, isBinary: boolean): void {
 
 function onWsPong(this: WebSocket): void {
   const conn = connectionOf(this);
-  if (conn) conn.alive = true;
+  if (conn) conn.unansweredTick = -1;
 }
 
 function onWsError(this: WebSocket, err: Error): void {
   // ws has already started closing (1009 for too large, 1002/1007 for protocol errors).
   const conn = connectionOf(this);
-  conn?.binding.options.logger.debug({ err: { message: err.message, code: (err as { code?: unknown }).code } }, 'websocket error');
+  if (!conn) return;
+  conn.binding.options.logger.debug({ err: { message: err.message, code: (err as { code?: unknown }).code } }, 'websocket error');
+  conn.binding.reportError(conn, err);
 }
 
 function onWsClose(this: WebSocket, code: number, reason: Buffer): void {
@@ -299,6 +334,10 @@ export class SocketBinding<T> {
   private readonly wss: WebSocketServer;
   private readonly live = new Set<SocketConnection<T>>();
   private pingTimer: NodeJS.Timeout | undefined;
+  /** @internal Keep-alive: the timer's step (ms), and the ping interval and pong wait in steps. */
+  readonly keepAlive: { readonly stepMs: number; readonly pingSteps: number; readonly pongSteps: number } | undefined;
+  /** @internal Keep-alive steps so far. */
+  tick = 0;
   private closing = false;
   private drained: (() => void)[] = [];
   private readonly accept: (ws: WebSocket, req: IncomingMessage) => void;
@@ -314,6 +353,7 @@ export class SocketBinding<T> {
       clientTracking: false,
     });
     this.accept = (ws, req) => this.opened(ws, req);
+    this.keepAlive = keepAliveSteps(this.options.pingInterval, this.options.pongWait ?? this.options.pingInterval);
   }
 
   /** Open connections. */
@@ -367,9 +407,20 @@ export class SocketBinding<T> {
     ws.on('message', onWsMessage);
     ws.on('pong', onWsPong);
     ws.on('close', onWsClose);
+    conn.pingTick = this.tick;
     this.live.add(conn);
     if (this.closing) conn.close(1001, 'server shutting down');
     else this.startPing();
+  }
+
+  /** @internal */
+  reportError(conn: SocketConnection<T>, err: Error): void {
+    if (!this.handler.error) return;
+    try {
+      this.handler.error(conn.context, err);
+    } catch (e) {
+      this.options.logger.error({ err: e }, 'websocket error handler threw');
+    }
   }
 
   /** @internal The socket closed. */
@@ -390,8 +441,8 @@ export class SocketBinding<T> {
   }
 
   private startPing(): void {
-    if (this.pingTimer || this.options.pingInterval <= 0) return;
-    this.pingTimer = setInterval(sweep, this.options.pingInterval * 1000, this);
+    if (this.pingTimer || !this.keepAlive) return;
+    this.pingTimer = setInterval(sweep, this.keepAlive.stepMs, this);
     this.pingTimer.unref();
   }
 
@@ -403,15 +454,38 @@ export class SocketBinding<T> {
 
 /** The keep-alive tick, for all connections of a binding. */
 function sweep<T>(binding: SocketBinding<T>): void {
+  const { pingSteps, pongSteps } = binding.keepAlive!;
+  const tick = ++binding.tick;
   for (const conn of binding.connections()) {
-    if (!conn.alive) {
+    // Paused by the application: pongs wait unread in the socket; the peer is not to blame.
+    const paused = conn.paused;
+    if (paused) conn.unansweredTick = -1;
+    else if (conn.unansweredTick >= 0 && tick - conn.unansweredTick >= pongSteps) {
       binding.options.logger.debug({}, 'websocket peer did not answer ping: terminating');
+      binding.reportError(conn, Object.assign(new Error('the peer did not answer a ping in time'), { code: 'ERR_PONG_TIMEOUT' }));
       conn.terminate();
-    } else {
-      conn.alive = false;
+      continue;
+    }
+    if (tick - conn.pingTick >= pingSteps) {
+      conn.pingTick = tick;
+      if (conn.unansweredTick < 0 && !paused) conn.unansweredTick = tick;
       conn.ping();
     }
   }
+}
+
+function gcd(a: number, b: number): number {
+  while (b > 0) [a, b] = [b, a % b];
+  return a;
+}
+
+/** The keep-alive timer's step and both periods in steps (see the module comment); undefined when off. */
+export function keepAliveSteps(pingInterval: number, pongWait: number): { stepMs: number; pingSteps: number; pongSteps: number } | undefined {
+  if (pingInterval <= 0) return undefined;
+  const pingMs = Math.max(1, Math.round(pingInterval * 1000));
+  const pongMs = Math.max(1, Math.round(pongWait * 1000));
+  const stepMs = Math.max(gcd(pingMs, pongMs), Math.ceil(Math.min(pingMs, pongMs) / 8));
+  return { stepMs, pingSteps: Math.max(1, Math.round(pingMs / stepMs)), pongSteps: Math.max(1, Math.ceil(pongMs / stepMs)) };
 }
 
 /** Defaults filled in, every key checked (the error names it), then frozen. */
@@ -419,6 +493,7 @@ export function resolveBindingOptions(options: Partial<SocketBindingOptions> = {
   const o: SocketBindingOptions = { ...SOCKET_BINDING_DEFAULTS, ...definedOnly(options) };
   checkNumber('socket option "maxMessageBytes"', o.maxMessageBytes, 1, true);
   checkNumber('socket option "pingInterval"', o.pingInterval, 0, false);
+  if (o.pongWait !== undefined) checkNumber('socket option "pongWait"', o.pongWait, 0.001, false);
   checkNumber('socket option "maxBufferedBytes"', o.maxBufferedBytes, 1, true);
   checkNumber('socket option "closeGraceMs"', o.closeGraceMs, 0, true);
   if (!Number.isInteger(o.slowConsumerCode) || o.slowConsumerCode < 1000 || o.slowConsumerCode > 4999) {

@@ -7,6 +7,12 @@
  * 4000 "connect required"). While `connect` is being authenticated the socket is paused and
  * commands already received wait, so a client may pipeline `connect` and its subscriptions.
  * Afterwards commands run concurrently; each answer carries its command's `id`.
+ *
+ * Limits (transports/limits.ts, docs/security.md): an upgrade from an address that already has
+ * `maxConnectionsPerIp` connections gets HTTP 429 `limit_exceeded`. Every frame is a command
+ * that must pass the connection's and its address's rate; one over it is answered `rate_limited`
+ * (with its `id` when it has one) and not run, and a client that keeps sending over its rate gets
+ * `disconnect` 4029 and is closed. A client whose token expires is disconnected 4003 by the hub.
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -23,6 +29,7 @@ import {
   type Command,
   type ConnectResult,
 } from '../../protocol/index.js';
+import { ADMIT, REFUSE_AND_CLOSE, TransportLimits, refuseUpgrade, type ConnectionRate } from '../limits.js';
 import { SocketBinding, checkNumber, definedOnly, type SocketConnection, type SocketHandler } from './binding.js';
 import { textFrame } from './frame.js';
 
@@ -39,10 +46,15 @@ export interface WebSocketTransportOptions {
   connectTimeout: number;
   /** Milliseconds a closed connection (slow consumer or other) may take before its socket is destroyed. Default 5,000. */
   slowConsumerGraceMs: number;
+  /**
+   * Rate limits and connections per address, shared with the other transports when the server
+   * passes one instance to all. Default: a new `TransportLimits` with the defaults of LIMIT_DEFAULTS.
+   */
+  limits?: TransportLimits | undefined;
   logger: Logger;
 }
 
-export const WEBSOCKET_DEFAULTS: Readonly<Omit<WebSocketTransportOptions, 'allowedOrigins'>> = Object.freeze({
+export const WEBSOCKET_DEFAULTS: Readonly<Omit<WebSocketTransportOptions, 'allowedOrigins' | 'limits'>> = Object.freeze({
   pingInterval: 25,
   maxMessageBytes: 65_536,
   maxBufferedBytes: 1_048_576,
@@ -66,6 +78,7 @@ export function resolveWebSocketOptions(options: Partial<WebSocketTransportOptio
     o.allowedOrigins = Object.freeze([...o.allowedOrigins]);
   }
   if (!o.logger || typeof o.logger.warn !== 'function') throw new TypeError('websocket option "logger" must be a Logger');
+  if (o.limits !== undefined && !(o.limits instanceof TransportLimits)) throw new TypeError('websocket option "limits" must be a TransportLimits');
   return Object.freeze(o);
 }
 
@@ -76,6 +89,7 @@ const SHUTDOWN = CLOSE_CODES.shutdown.code;
 const PROTOCOL_VIOLATION = CLOSE_CODES.protocolViolation.code;
 const UNAUTHORIZED = CLOSE_CODES.unauthorized.code;
 const SLOW_CONSUMER = CLOSE_CODES.slowConsumer.code;
+const RATE_LIMITED = CLOSE_CODES.rateLimited.code;
 
 /** Connection phases. */
 const AWAITING = 0; // no connect yet
@@ -98,9 +112,12 @@ class WsClient implements Subscriber, Session {
   /** Frames received while `connect` is authenticated (the socket is paused meanwhile). */
   held: { data: Buffer; isBinary: boolean }[] | undefined;
   connectTimer: NodeJS.Timeout | undefined;
+  /** Its rate buckets and address (see transports/limits.ts). */
+  readonly rate: ConnectionRate;
 
-  constructor(conn: SocketConnection<WsClient>) {
+  constructor(conn: SocketConnection<WsClient>, rate: ConnectionRate) {
     this.conn = conn;
+    this.rate = rate;
   }
 
   /** The hot path: the event's frame was built once per publish; cork so a burst leaves in one write. */
@@ -142,14 +159,16 @@ export class WebSocketTransport {
   private readonly hub: Hub;
   private readonly logger: Logger;
   private readonly binding: SocketBinding<WsClient>;
+  private readonly limits: TransportLimits;
   private closing: Promise<void> | undefined;
 
   constructor(hub: Hub, options: Partial<WebSocketTransportOptions> = {}) {
     this.hub = hub;
     this.options = resolveWebSocketOptions(options);
+    this.limits = this.options.limits ?? new TransportLimits();
     this.logger = this.options.logger.child?.({ transport: 'websocket' }) ?? this.options.logger;
     const handler: SocketHandler<WsClient> = {
-      open: (conn) => this.opened(conn),
+      open: (conn, req) => this.opened(conn, req),
       message: (client, data, isBinary) => this.received(client, data, isBinary),
       close: (client, code) => this.closed(client, code),
       slowConsumer: (client, buffered) => this.logger.warn({ client: client.client.id, bufferedAmount: buffered }, 'slow consumer: closing 4008'),
@@ -183,8 +202,14 @@ export class WebSocketTransport {
     return { total, max };
   }
 
-  /** Handles an upgrade the server routed here (`GET /ws`). Refused origins get HTTP 403. */
+  /** Handles an upgrade the server routed here (`GET /ws`). Refused origins get HTTP 403; an address over its connections, 429. */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const refused = this.limits.checkUpgrade(req);
+    if (refused) {
+      this.logger.info({ address: req.socket.remoteAddress }, 'websocket upgrade refused: too many connections from this address');
+      refuseUpgrade(socket, refused);
+      return;
+    }
     this.binding.handleUpgrade(req, socket, head);
   }
 
@@ -202,8 +227,9 @@ export class WebSocketTransport {
 
   // ---- connection events ---------------------------------------------------------------------
 
-  private opened(conn: SocketConnection<WsClient>): WsClient {
-    const client = new WsClient(conn);
+  private opened(conn: SocketConnection<WsClient>, req: IncomingMessage): WsClient {
+    const client = new WsClient(conn, this.limits.connectionRate(req));
+    this.limits.acquire(client.rate.address);
     client.connectTimer = setTimeout(onConnectTimeout, this.options.connectTimeout, client);
     client.connectTimer.unref();
     return client;
@@ -213,6 +239,7 @@ export class WebSocketTransport {
     const wasConnected = client.phase === CONNECTED;
     this.logger.debug({ client: client.client.id || undefined, code }, 'websocket connection closed');
     client.phase = CLOSED;
+    this.limits.release(client.rate.address);
     if (client.connectTimer) clearTimeout(client.connectTimer);
     client.connectTimer = undefined;
     client.inflight = undefined;
@@ -229,10 +256,12 @@ export class WebSocketTransport {
       return;
     }
     if (isBinary) {
+      if (this.limited(client, undefined, false)) return;
       client.error(undefined, new HeraldError('bad_request', 'binary frames are not accepted; send JSON text'));
       return;
     }
     const parsed = parseCommand(data.toString('utf8'));
+    if (this.limited(client, parsed.ok ? parsed.command.id : parsed.id, parsed.ok && parsed.command.op === 'publish')) return;
     if (!parsed.ok) {
       client.error(parsed.id, parsed.error);
       return;
@@ -254,6 +283,18 @@ export class WebSocketTransport {
     }
     inflight.add(command.id);
     void this.run(client, command);
+  }
+
+  /** Every frame passes the rate limits; true when this one was refused (answered, maybe closed). */
+  private limited(client: WsClient, id: number | undefined, publish: boolean): boolean {
+    const verdict = this.limits.admit(client.rate, publish);
+    if (verdict === ADMIT) return false;
+    client.error(id, new HeraldError('rate_limited', publish ? 'too many publishes; slow down' : 'too many commands; slow down'));
+    if (verdict === REFUSE_AND_CLOSE) {
+      this.logger.warn({ client: client.client.id || undefined, address: client.rate.address }, 'websocket client kept exceeding its rate: closing 4029');
+      client.disconnect(RATE_LIMITED, 'rate limited', true);
+    }
+    return true;
   }
 
   private async connect(client: WsClient, id: number, token: string | undefined): Promise<void> {
