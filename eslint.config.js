@@ -28,5 +28,7 @@ export default tseslint.config(
   layer(['src/transports/**/*.ts'], ['**/engines/**', '**/server/**', '**/cli/**', '**/client/**', 'ioredis'], 'transports/ know nothing of engines or Redis'),
   layer(['src/client/**/*.ts'], ['**/core/**', '**/engines/**', '**/transports/**', '**/server/**', '**/cli/**', 'node:*', 'ws', 'ioredis', 'pino'], 'client/ imports only protocol/ and no Node built-ins'),
   layer(['src/chat/**/*.ts'], ['**/engines/**', '**/server/**', '**/cli/**', '**/client/**', 'ioredis'], "chat/ uses the hub's public API only"),
+  layer(['src/sockets/**/*.ts'], ['**/engines/**', '**/server/**', '**/cli/**', '**/client/**', '**/chat/**', 'ioredis'], 'sockets/ is a transport-level layer'),
+  layer(['src/mount/**/*.ts'], ['**/cli/**'], 'mount/ must not import cli/'),
   layer(['src/server/**/*.ts'], ['**/cli/**'], 'server/ must not import cli/'),
 );

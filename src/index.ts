@@ -24,6 +24,7 @@ export type {
 } from './core/index.js';
 export { MemoryEngine, type MemoryEngineOptions } from './engines/memory.js';
 export { WebSocketTransport } from './transports/websocket/index.js';
+export { TransportLimits, LIMIT_DEFAULTS, type LimitOptions } from './transports/limits.js';
 export {
   CLOSE_CODES,
   ERROR_CODES,
@@ -44,9 +45,11 @@ export {
 export {
   ConfigError,
   resolveConfig,
+  createJwtAuthenticator,
   startServer,
   validateConfig,
   type ConfigErrorCode,
+  type JwtAuthOptions,
   type HeraldConfig,
   type HeraldServer,
   type StartOptions,

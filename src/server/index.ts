@@ -12,6 +12,8 @@ export {
   namespaceBase,
   optionForFlag,
   resolveConfig,
+  securityWarnings,
+  transportLimitsFromConfig,
   validateConfig,
   type ConfigErrorCode,
   type FsyncPolicy,
@@ -22,4 +24,5 @@ export {
   type ResolveInput,
   type ResolvedConfig,
 } from './config.js';
+export { authHooksFromConfig, createJwtAuthenticator, MIN_SECRET_BYTES, type JwtAlgorithm, type JwtAuthenticate, type JwtAuthOptions } from './jwt.js';
 export { Router, type RouteHandler, type RouteMatch, type UpgradeHandler } from './router.js';

@@ -91,7 +91,7 @@ describe('browser: push to a real Chromium', { skip: chromium.skip, timeout: 90_
 
   it('the demo page shows an event published with POST /api/publish', async () => {
     const page = await newPage();
-    await page.goto(`${server.url}/`);
+    await page.goto(`${server.url}/push`);
     await page.locator('#status').filter({ hasText: 'connected' }).waitFor();
     const channel = 'browser-demo';
     await page.fill('#channel', channel);

@@ -43,7 +43,7 @@ describe('demo page in Chromium', { skip: chromium.skip, timeout: 60_000 }, () =
 
   test('connects under its CSP and shows HTML-looking data as text', async () => {
     const { page, problems } = await open();
-    await page.goto(`${server.url}/`);
+    await page.goto(`${server.url}/push`);
     await page.locator('#status').filter({ hasText: /^connected$/ }).waitFor();
     assert.equal(await page.locator('#current-channel').textContent(), 'news');
     // Subscribed once the server lists the page on the channel.
@@ -62,7 +62,7 @@ describe('demo page in Chromium', { skip: chromium.skip, timeout: 60_000 }, () =
   test('without the client bundle it says so, and publishing still works', async () => {
     const { page } = await open();
     await page.route('**/herald.js', (route) => route.fulfill({ status: 404, contentType: 'application/json', body: '{"error":{"code":"not_found","message":"x"}}' }));
-    await page.goto(`${server.url}/`);
+    await page.goto(`${server.url}/push`);
     await page.locator('#status').filter({ hasText: 'unavailable' }).waitFor();
     assert.match((await page.locator('#message').textContent()) ?? '', /did not load/);
     assert.equal(await page.locator('#subscribe').isDisabled(), true);

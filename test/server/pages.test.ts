@@ -118,7 +118,7 @@ describe('metrics', () => {
 
 describe('served files', () => {
   test('/ is the demo page with a CSP that allows exactly its inline script and style', async () => {
-    const answer = await call(base, 'GET', '/');
+    const answer = await call(base, 'GET', '/push');
     assert.equal(answer.status, 200);
     assert.equal(answer.headers['content-type'], 'text/html; charset=utf-8');
     assert.equal(answer.headers['x-content-type-options'], 'nosniff');
@@ -137,8 +137,8 @@ describe('served files', () => {
   });
 
   test('a page fetched again with its ETag is 304 Not Modified', async () => {
-    const first = await call(base, 'GET', '/');
-    const again = await call(base, 'GET', '/', { headers: { 'if-none-match': String(first.headers.etag) } });
+    const first = await call(base, 'GET', '/push');
+    const again = await call(base, 'GET', '/push', { headers: { 'if-none-match': String(first.headers.etag) } });
     assert.equal(again.status, 304);
     assert.equal(again.text, '');
   });
@@ -157,7 +157,7 @@ describe('served files', () => {
   });
 
   test('HEAD / answers the headers without a body', async () => {
-    const answer = await call(base, 'HEAD', '/');
+    const answer = await call(base, 'HEAD', '/push');
     assert.equal(answer.status, 200);
     assert.equal(answer.text, '');
     assert.ok(Number(answer.headers['content-length']) > 0);
