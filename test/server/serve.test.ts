@@ -87,6 +87,36 @@ describe('herald serve', () => {
     assert.match(child.stderr(), /jwtSecret \(--jwt-secret\): must be at least 32 bytes/);
   });
 
+  test('with --jwt-secret a token minted by `herald token` opens only its channels; anonymous clients get nothing', async () => {
+    const secret = 'a-secret-of-at-least-thirty-two-bytes!';
+    const { child, url } = await serve(['--jwt-secret', secret]);
+    try {
+      const mint = herald(['token', '--secret', secret, '--sub', 'alice', '--subscribe', 'news', '--publish', 'news', '--ttl', '60']);
+      assert.equal((await mint.exited).code, 0);
+      const token = mint.stdout().trim();
+      assert.match(token, /^[\w-]+\.[\w-]+\.[\w-]+$/);
+      const alice = new TestWs(`${url.replace('http', 'ws')}/ws`);
+      await alice.opened();
+      assert.equal((await alice.request('connect', { token })).version, 1);
+      await alice.request('subscribe', { channel: 'news' });
+      const ack = await alice.request('publish', { channel: 'news', data: 'hi' });
+      assert.equal(ack.offset, 1);
+      await assert.rejects(alice.request('subscribe', { channel: 'secret' }), (e: { code?: string }) => e.code === 'forbidden');
+      const anon = new TestWs(`${url.replace('http', 'ws')}/ws`);
+      await anon.opened();
+      await anon.request('connect');
+      await assert.rejects(anon.request('subscribe', { channel: 'news' }), (e: { code?: string }) => e.code === 'forbidden');
+      await assert.rejects(anon.request('publish', { channel: 'news', data: 1 }), (e: { code?: string }) => e.code === 'forbidden');
+      const bad = new TestWs(`${url.replace('http', 'ws')}/ws`);
+      await bad.opened();
+      await assert.rejects(bad.request('connect', { token: token.slice(0, -2) + 'xx' }), (e: { code?: string }) => e.code === 'unauthorized');
+      for (const c of [alice, anon, bad]) c.ws.terminate();
+    } finally {
+      child.proc.kill('SIGTERM');
+      await child.exited;
+    }
+  });
+
   test('with --redis pointing at nothing it starts, answers 503 unavailable, and exits 0 on SIGTERM', async () => {
     const { child, url } = await serve(['--redis', 'redis://127.0.0.1:1', '--redis-prefix', `t${process.pid}`]);
     const ready = await fetch(`${url}/readyz`);

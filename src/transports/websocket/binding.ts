@@ -21,9 +21,11 @@
  *   max(maxBufferedBytes, one frame) plus control frames.
  * - **Close grace**: a connection the server closes is destroyed if the close handshake has not
  *   completed `closeGraceMs` later (a paused peer never reads its close frame).
- * - **Batching**: `cork()` holds a connection's writes until the end of the current tick; one
- *   shared flush uncorks every corked socket. A corked connection that reaches the bound is
- *   flushed first, so corking never makes a consumer "slow".
+ * - **Batching**: `cork()` holds a connection's writes until the end of the current event-loop
+ *   turn (setImmediate, after the I/O phase); one shared flush uncorks every corked socket. So the
+ *   events of every publish handled in the same turn (several HTTP publishes, a Redis read that
+ *   carried several events) leave each socket in one write. A corked connection that reaches the
+ *   bound is flushed first, so corking never makes a consumer "slow".
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -165,7 +167,7 @@ export class SocketConnection<T = unknown> {
     return true;
   }
 
-  /** Holds this connection's writes until the end of the current tick (one shared flush for all). */
+  /** Holds this connection's writes until the end of this event-loop turn (one shared flush for all). */
   cork(): void {
     if (this.corked || !this.raw || this.ws.readyState !== OPEN) return;
     this.corked = true;
@@ -173,7 +175,7 @@ export class SocketConnection<T = unknown> {
     corked.push(this as SocketConnection<unknown>);
     if (!flushScheduled) {
       flushScheduled = true;
-      process.nextTick(flushCorked);
+      setImmediate(flushCorked);
     }
   }
 
