@@ -485,14 +485,7 @@ export async function buildHerald(options: HeraldOptions = {}, build: BuildOptio
           logger.error({ err }, 'hub close failed');
         }
       })();
-      let timer: NodeJS.Timeout | undefined;
-      const timedOut = await Promise.race([
-        graceful.then(() => false),
-        new Promise<boolean>((resolve) => {
-          timer = setTimeout(() => resolve(true), SHUTDOWN_GRACE_MS);
-        }),
-      ]);
-      clearTimeout(timer);
+      const timedOut = await overDeadline(graceful, SHUTDOWN_GRACE_MS);
       if (timedOut) {
         logger.warn({ connections: upgraded.size }, 'shutdown grace period over: closing remaining connections');
         destroyUpgraded();
@@ -569,4 +562,19 @@ export function rejectUpgrade(socket: Duplex, err: HeraldError): void {
     `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? 'Error'}\r\nconnection: close\r\ncontent-type: application/json; charset=utf-8\r\n` +
       `content-length: ${Buffer.byteLength(body)}\r\nx-content-type-options: nosniff\r\n\r\n${body}`,
   );
+}
+
+/** Waits for `work` at most `ms`; true when the deadline passed first (the work goes on). */
+export async function overDeadline(work: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      work.then(() => false),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

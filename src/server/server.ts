@@ -9,7 +9,7 @@ import type { Duplex } from 'node:stream';
 import { HeraldError } from '../protocol/index.js';
 import type { Hub } from '../core/index.js';
 import { sendError } from '../transports/http.js';
-import { SHUTDOWN_GRACE_MS, buildHerald, rejectUpgrade, type Herald, type HeraldOptions, type HeraldTransports } from './herald.js';
+import { SHUTDOWN_GRACE_MS, buildHerald, overDeadline, rejectUpgrade, type Herald, type HeraldOptions, type HeraldTransports } from './herald.js';
 
 export { SHUTDOWN_GRACE_MS };
 
@@ -121,14 +121,7 @@ export async function startServer(options: StartOptions = {}): Promise<HeraldSer
         http.closeIdleConnections();
         await httpClosed;
       })();
-      let timer: NodeJS.Timeout | undefined;
-      const timedOut = await Promise.race([
-        graceful.then(() => false),
-        new Promise<boolean>((resolve) => {
-          timer = setTimeout(() => resolve(true), SHUTDOWN_GRACE_MS);
-        }),
-      ]);
-      clearTimeout(timer);
+      const timedOut = await overDeadline(graceful, SHUTDOWN_GRACE_MS);
       if (timedOut) {
         logger?.warn({ connections: inflight.size }, 'shutdown grace period over: closing remaining connections');
         http.closeAllConnections();
