@@ -257,7 +257,15 @@
       return;
     }
     let opened = false;
-    const conn = { send: (text) => ws.send(text), close: () => ws.close(1000) };
+    // A socket that is closing takes no more text: send says so (false) instead of throwing it away.
+    const conn = {
+      send: (text) => {
+        if (ws.readyState !== 1 /* OPEN */) return false;
+        ws.send(text);
+        return true;
+      },
+      close: () => ws.close(1000),
+    };
     state.conn = conn;
     ws.onopen = () => {
       opened = true;
@@ -365,7 +373,10 @@
       note('Not connected yet: your message was kept in the box.');
       return;
     }
-    state.conn.send(text);
+    if (state.conn.send(text) === false) {
+      note('Not connected yet: your message was kept in the box.');
+      return;
+    }
     ui.text.value = '';
   });
 
