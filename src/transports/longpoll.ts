@@ -16,10 +16,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { decodeCursor, encodeCursor, HeraldError, toHeraldError, type Cursor, type Position, type SubscribeResult } from '../protocol/index.js';
 import { OutgoingEvent, silentLogger, type ClientContext, type Hub, type Logger, type Session, type Subscriber } from '../core/index.js';
-import { applyCors, sendError } from './http.js';
+import { sendError } from './http.js';
 import { startPosition } from './http-stream/cursor.js';
 import { cancelFlush, scheduleFlush, type Flushable } from './http-stream/flush.js';
-import { isOriginList, isPositiveInt, parseChannels, parseStrictInt, resolveOptions, sendMethodNotAllowed } from './http-stream/request.js';
+import { admitStreamRequest, isOriginList, isPositiveInt, parseStrictInt, resolveOptions } from './http-stream/request.js';
 import { TransportLimits } from './limits.js';
 
 export interface LongPollOptions {
@@ -207,12 +207,8 @@ export class LongPollTransport {
 
   async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     try {
-      if (!applyCors(req, res, this.options.allowedOrigins)) return;
-      if (req.method !== 'GET') return sendMethodNotAllowed(res, 'GET, OPTIONS');
-      if (this.closing) return sendError(res, new HeraldError('unavailable', 'server shutting down'));
-      const refused = this.limits.request(req, res) ?? this.limits.hold(req, res);
-      if (refused) return sendError(res, refused);
-      const channels = parseChannels(url, this.maxChannels);
+      const channels = admitStreamRequest(req, res, url, { allowedOrigins: this.options.allowedOrigins, closing: this.closing, limits: this.limits, maxChannels: this.maxChannels });
+      if (!channels) return;
       const timeout = this.parseTimeout(url.searchParams.get('timeout'));
       const cursorText = url.searchParams.get('cursor');
       let cursor: Cursor | undefined;

@@ -31,10 +31,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { decodeCursor, HeraldError, toHeraldError, type Cursor, type Position, type SubscribeResult } from '../protocol/index.js';
 import { defineEncoding, OutgoingEvent, silentLogger, type ClientContext, type Hub, type Logger, type Session, type Subscriber } from '../core/index.js';
-import { applyCors, sendError } from './http.js';
+import { sendError } from './http.js';
 import { CursorBuilder, startPosition } from './http-stream/cursor.js';
 import { cancelFlush, scheduleFlush, type Flushable } from './http-stream/flush.js';
-import { isOriginList, isPositiveInt, parseChannels, resolveOptions, sendMethodNotAllowed } from './http-stream/request.js';
+import { admitStreamRequest, isOriginList, isPositiveInt, resolveOptions } from './http-stream/request.js';
 import { TransportLimits } from './limits.js';
 
 export interface SseOptions {
@@ -300,12 +300,8 @@ export class SseTransport {
 
   async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     try {
-      if (!applyCors(req, res, this.options.allowedOrigins)) return;
-      if (req.method !== 'GET') return sendMethodNotAllowed(res, 'GET, OPTIONS');
-      if (this.closing) return sendError(res, new HeraldError('unavailable', 'server shutting down'));
-      const refused = this.limits.request(req, res) ?? this.limits.hold(req, res);
-      if (refused) return sendError(res, refused);
-      const channels = parseChannels(url, this.maxChannels);
+      const channels = admitStreamRequest(req, res, url, { allowedOrigins: this.options.allowedOrigins, closing: this.closing, limits: this.limits, maxChannels: this.maxChannels });
+      if (!channels) return;
       const header = req.headers['last-event-id'];
       const text = (typeof header === 'string' && header !== '' ? header : undefined) ?? (url.searchParams.get('since') || undefined);
       // An unparsable cursor streams from now with recovered:false: a 400 would make EventSource give up for good.

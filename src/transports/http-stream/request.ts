@@ -1,6 +1,8 @@
 /** Query parsing and option checks shared by the HTTP streaming transports. */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HeraldError, channelProblem } from '../../protocol/index.js';
+import { applyCors, sendError } from '../http.js';
+import type { TransportLimits } from '../limits.js';
 
 /**
  * The `channel` query parameters, de-duplicated, in order. Throws `limit_exceeded` over `max`
@@ -61,4 +63,34 @@ export function resolveOptions<T extends object>(name: string, defaults: Readonl
     if (!check[0](value)) throw new TypeError(`${name}: option "${key}" must be ${check[1]} (got ${JSON.stringify(value)})`);
   }
   return Object.freeze(out);
+}
+
+export interface StreamAdmission {
+  allowedOrigins: readonly string[] | undefined;
+  closing: boolean;
+  limits: TransportLimits;
+  maxChannels: number;
+}
+
+/**
+ * What every streaming GET (SSE, long-poll) checks before its own work: origin and CORS preflight,
+ * the method, shutdown, per-address limits, then the channels. Returns the channels, or undefined
+ * when the request was already answered. A bad channel list throws `bad_request`.
+ */
+export function admitStreamRequest(req: IncomingMessage, res: ServerResponse, url: URL, o: StreamAdmission): string[] | undefined {
+  if (!applyCors(req, res, o.allowedOrigins)) return undefined;
+  if (req.method !== 'GET') {
+    sendMethodNotAllowed(res, 'GET, OPTIONS');
+    return undefined;
+  }
+  if (o.closing) {
+    sendError(res, new HeraldError('unavailable', 'server shutting down'));
+    return undefined;
+  }
+  const refused = o.limits.request(req, res) ?? o.limits.hold(req, res);
+  if (refused) {
+    sendError(res, refused);
+    return undefined;
+  }
+  return parseChannels(url, o.maxChannels);
 }
