@@ -106,7 +106,8 @@ export class TokenBucket {
 /** One bucket per address, created on first use and swept when idle. */
 class AddressBuckets {
   private readonly buckets = new Map<string, TokenBucket>();
-  private lastSweep = now();
+  /** -Infinity: the first lookup sweeps (an empty map, nothing to do) and starts the clock. */
+  private lastSweep = -Infinity;
 
   constructor(
     private readonly rate: number,
@@ -171,7 +172,14 @@ export class TransportLimits {
   private readonly ipPublishes: AddressBuckets | undefined;
   private readonly open = new Map<string, number>();
 
-  constructor(options: Partial<LimitOptions> = {}) {
+  /**
+   * `clock` (milliseconds, monotonic) decides when buckets refill and episodes end; tests pass
+   * their own to move time forward instead of waiting for it. Default: performance.now.
+   */
+  constructor(
+    options: Partial<LimitOptions> = {},
+    private readonly clock: () => number = now,
+  ) {
     const o: LimitOptions = { ...LIMIT_DEFAULTS };
     for (const [key, value] of Object.entries(options)) {
       if (!Object.prototype.hasOwnProperty.call(LIMIT_DEFAULTS, key)) throw new TypeError(`limits: unknown option "${key}"`);
@@ -197,7 +205,7 @@ export class TransportLimits {
   // ---- WebSocket -------------------------------------------------------------------------------
 
   connectionRate(req: IncomingMessage): ConnectionRate {
-    return new ConnectionRate(addressKey(req.socket.remoteAddress), this.options, now());
+    return new ConnectionRate(addressKey(req.socket.remoteAddress), this.options, this.clock());
   }
 
   /**
@@ -206,7 +214,7 @@ export class TransportLimits {
    * means "close".
    */
   admit(rate: ConnectionRate, publish: boolean): Verdict {
-    const at = now();
+    const at = this.clock();
     let ok = (!rate.commands || rate.commands.take(at)) && (!publish || !rate.publishes || rate.publishes.take(at));
     if (ok) ok = (!this.ipCommands || this.ipCommands.get(rate.address, at).take(at)) && (!publish || !this.ipPublishes || this.ipPublishes.get(rate.address, at).take(at));
     if (ok) return ADMIT;
@@ -246,7 +254,7 @@ export class TransportLimits {
    */
   request(req: IncomingMessage, res: ServerResponse, publish = false): HeraldError | undefined {
     if (!this.ipCommands && !(publish && this.ipPublishes)) return undefined;
-    const at = now();
+    const at = this.clock();
     const address = addressKey(req.socket.remoteAddress);
     for (const buckets of publish ? [this.ipCommands, this.ipPublishes] : [this.ipCommands]) {
       if (!buckets) continue;

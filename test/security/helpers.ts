@@ -75,6 +75,8 @@ export interface SecureServerOptions {
   /** Default: anonymous access off (as with JWT configured). */
   namespaceBase?: Partial<NamespaceOptions>;
   limits?: Partial<LimitOptions>;
+  /** The limits' clock (ms); default performance.now. */
+  clock?: () => number;
   /** The gpoll broadcast channel. Default `broadcast`. */
   gpollChannel?: string;
 }
@@ -99,7 +101,7 @@ export async function startSecure(o: SecureServerOptions = {}): Promise<SecureSe
   if (o.hooks) hubOptions.hooks = o.hooks;
   const hub = new Hub(hubOptions);
   await hub.start();
-  const limits = new TransportLimits(o.limits);
+  const limits = new TransportLimits(o.limits, o.clock);
   const websocket = new WebSocketTransport(hub, { limits, pingInterval: 0 });
   const sse = new SseTransport(hub, { limits });
   const poll = new LongPollTransport(hub, { limits });
@@ -218,4 +220,22 @@ export function sseMessages(text: string): { event: string; id: string | undefin
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** A monotonic clock the test moves forward by hand: real time plus what `advance` added. */
+export class ManualClock {
+  private skew = 0;
+  readonly now = (): number => performance.now() + this.skew;
+  advance(ms: number): void {
+    this.skew += ms;
+  }
+}
+
+/** Waits until `cond()` holds, checking every few milliseconds; fails after `ms`. */
+export async function until(cond: () => boolean, what: string, ms = 3000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
 }

@@ -8,7 +8,7 @@ import { describe, test } from 'node:test';
 import WebSocket from 'ws';
 import { TokenBucket, TransportLimits, addressKey, MAX_REFUSALS } from '../../src/transports/limits.js';
 import { TestClient, type Msg } from '../websocket/helpers.js';
-import { fetchRaw, json, sleep, startSecure, type SecureServer } from './helpers.js';
+import { ManualClock, fetchRaw, json, startSecure, until, type SecureServer } from './helpers.js';
 
 const OPEN = { anonymousSubscribe: true, anonymousPublish: true };
 
@@ -99,7 +99,8 @@ describe('WebSocket rate limits', () => {
   });
 
   test('a burst over the rate is refused, not punished: after a pause the client is served again', async () => {
-    const srv = await startSecure({ namespaceBase: OPEN, limits: { commandRate: 10, ipCommandRate: 0 } });
+    const clock = new ManualClock();
+    const srv = await startSecure({ namespaceBase: OPEN, limits: { commandRate: 10, ipCommandRate: 0 }, clock: clock.now });
     try {
       const c = await TestClient.connect(wsUrl(srv));
       const ids = Array.from({ length: 30 }, () => c.fire('ping'));
@@ -107,7 +108,7 @@ describe('WebSocket rate limits', () => {
       const served = answers.filter((a) => a.result).length;
       assert.ok(served >= 19 && served <= 22, `served ${served}`);
       assert.equal(answers.filter((a) => a.error?.code === 'rate_limited').length, 30 - served);
-      await sleep(1100);
+      clock.advance(1100);
       for (let i = 0; i < 5; i++) assert.ok((await c.request('ping')).result);
       assert.ok(c.isOpen);
       c.close();
@@ -175,7 +176,7 @@ describe('connections and requests per address', () => {
       const a = await TestClient.connect(wsUrl(srv));
       const b = await TestClient.connect(wsUrl(srv));
       const stream = fetchRaw(srv.url, '/sse?channel=s', { maxMs: 1500 });
-      await sleep(100);
+      await until(() => srv.limits.connectionsOf('127.0.0.1') === 3, 'the SSE stream to count');
       const refused = await upgradeStatus(wsUrl(srv));
       assert.equal(refused.status, 429);
       assert.equal(JSON.parse(refused.body).error.code, 'limit_exceeded');
@@ -188,14 +189,14 @@ describe('connections and requests per address', () => {
       assert.equal(glp.status, 429);
       a.close();
       await a.waitClosed();
-      await sleep(50);
+      await until(() => srv.limits.connectionsOf('127.0.0.1') === 2, 'the closed connection to free its slot');
       assert.equal((await upgradeStatus(wsUrl(srv))).status, 101, 'a closed connection frees its slot');
       await stream;
-      await sleep(50);
+      await until(() => srv.limits.connectionsOf('127.0.0.1') <= 1, 'the stream and the probe to end');
       assert.equal(srv.limits.connectionsOf('127.0.0.1'), 1, 'only b is left');
       b.close();
       await b.waitClosed();
-      await sleep(50);
+      await until(() => srv.limits.connectionsOf('127.0.0.1') === 0, 'b to free its slot');
       assert.equal(srv.limits.connectionsOf('127.0.0.1'), 0);
     } finally {
       await srv.close();
@@ -203,7 +204,8 @@ describe('connections and requests per address', () => {
   });
 
   test('HTTP transport requests over the address rate get 429 rate_limited with Retry-After', async () => {
-    const srv = await startSecure({ namespaceBase: OPEN, limits: { ipCommandRate: 5, ipPublishRate: 1 } });
+    const clock = new ManualClock();
+    const srv = await startSecure({ namespaceBase: OPEN, limits: { ipCommandRate: 5, ipPublishRate: 1 }, clock: clock.now });
     try {
       const statuses: number[] = [];
       let limited: Awaited<ReturnType<typeof fetchRaw>> | undefined;
@@ -218,7 +220,7 @@ describe('connections and requests per address', () => {
       assert.match(String(limited!.headers['retry-after']), /^[1-9]\d*$/);
       assert.equal((await fetchRaw(srv.url, '/sse?channel=a')).status, 429);
       assert.equal((await fetchRaw(srv.url, '/gpoll?client-id=0')).status, 429);
-      await sleep(1100);
+      clock.advance(1100);
       const publish = (): Promise<number> => fetchRaw(srv.url, '/golongpoll/publish', { method: 'POST', body: '{"category":"c","data":1}' }).then((r) => r.status);
       assert.deepEqual([await publish(), await publish(), await publish()], [200, 200, 429], 'publishes have their own budget (burst 2)');
     } finally {
