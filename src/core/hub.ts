@@ -43,7 +43,16 @@ export interface ClientContext {
 /** A receiver of a channel's events. Called synchronously during fan-out: must not throw or block. */
 export interface Subscriber {
   readonly client: ClientContext;
-  deliver(out: OutgoingEvent): void;
+  /**
+   * One event. A subscriber that stands for several clients (the long-poll transport's relay)
+   * returns how many it delivered to; nothing (undefined) counts as one.
+   */
+  deliver(out: OutgoingEvent): void | number;
+  /**
+   * A transport's own subscriber, standing for clients it authorizes itself (the long-poll
+   * relay): the hub skips the permission check and keeps it out of presence and join/leave.
+   */
+  readonly internal?: boolean;
   /** Join/leave of another subscriber, for namespaces with `joinLeave`. */
   onPresence?(kind: 'join' | 'leave', channel: string, info: ClientInfo): void;
 }
@@ -144,7 +153,7 @@ export class Hub {
   async start(): Promise<void> {
     if (this.state !== 'new') return;
     this.engine.reportSubscribers?.(() => this.localSubscriberCounts());
-    await this.engine.start({ onEvent: (event, json) => this.fanOut(new OutgoingEvent(event, json)) });
+    await this.engine.start({ onEvent: (event, json) => this.fanOut(OutgoingEvent.remember(new OutgoingEvent(event, json))) });
     this.startedAt = Date.now();
     this.state = 'running';
   }
@@ -293,8 +302,8 @@ export class Hub {
         }
       }
       try {
-        sub.deliver(out);
-        n++;
+        const count = sub.deliver(out);
+        n += count === undefined ? 1 : count;
       } catch {
         // A subscriber's failure is its transport's business; the rest still get the event.
       }
@@ -319,7 +328,7 @@ export class Hub {
     if (mine && mine.size >= this.limits.maxChannelsPerClient) {
       throw new HeraldError('limit_exceeded', `at most ${this.limits.maxChannelsPerClient} channels per connection`);
     }
-    await this.authorize('subscribe', sub.client, channel);
+    if (!sub.internal) await this.authorize('subscribe', sub.client, channel);
     if (this.gone.has(sub)) throw new HeraldError('bad_request', 'connection closed during subscribe');
     // Re-check after the await: another subscribe may have raced this one.
     mine = this.subscriptionsOf.get(sub);
@@ -364,8 +373,8 @@ export class Hub {
     let floor = { epoch: result.epoch, offset: last };
     for (const out of waiting) {
       if (out.event.epoch !== result.epoch || out.event.offset > last) {
-        sub.deliver(out);
-        this.delivered++;
+        const count = sub.deliver(out);
+        this.delivered += count === undefined ? 1 : count;
         floor = { epoch: out.event.epoch, offset: out.event.offset };
       }
     }
@@ -374,7 +383,7 @@ export class Hub {
     if (state.ns.deleteAfterRead && result.events.length > 0) {
       void this.engine.markRead(channel, result.events.map((e) => e.offset)).catch(() => {});
     }
-    if (state.ns.presence) {
+    if (state.ns.presence && !sub.internal) {
       const info = clientInfo(sub.client);
       void this.engine.presenceAdd(channel, info).catch(() => {});
       if (state.ns.joinLeave) this.announce('join', state, sub, info);
@@ -389,7 +398,7 @@ export class Hub {
     state?.floors.delete(sub);
     const wasPending = state?.pending.delete(sub) ?? false;
     if (!this.forget(sub, channel)) return false;
-    if (state && wasLive && state.ns.presence) {
+    if (state && wasLive && state.ns.presence && !sub.internal) {
       const info = clientInfo(sub.client);
       if (state.ns.joinLeave) this.announce('leave', state, sub, info);
       await this.engine.presenceRemove(channel, sub.client.id).catch(() => {});

@@ -16,7 +16,29 @@ export function defineEncoding<T>(encode: (out: OutgoingEvent) => T): Encoding<T
   return { slot: nextSlot++, encode };
 }
 
+/** The OutgoingEvent built when an event was fanned out, while the event object lives (in history). */
+const byEvent = new WeakMap<HeraldEvent, OutgoingEvent>();
+
 export class OutgoingEvent {
+  /**
+   * The OutgoingEvent of an event read back from history: the one made at fan-out when the engine
+   * hands back the same object (memory, journal), so a poll or a resume re-serialises nothing.
+   */
+  static of(event: HeraldEvent): OutgoingEvent {
+    let out = byEvent.get(event);
+    if (out === undefined) {
+      out = new OutgoingEvent(event);
+      byEvent.set(event, out);
+    }
+    return out;
+  }
+
+  /** Remembers `out` as the OutgoingEvent of its event (the hub does this once per fan-out). */
+  static remember(out: OutgoingEvent): OutgoingEvent {
+    byEvent.set(out.event, out);
+    return out;
+  }
+
   readonly event: HeraldEvent;
   private jsonText: string | undefined;
   private readonly cache: unknown[] = [];

@@ -45,12 +45,18 @@ export function uuidv7(now: number = Date.now()): string {
   return out;
 }
 
-/** A short random id (epochs, client ids). */
+/** A short random id (epochs, client ids), from the same pool: ids are made per connection and per poll. */
 export function randomId(length = 12): string {
   const alphabet = '0123456789abcdefghijklmnopqrstuvwxyz';
-  const buf = new Uint8Array(length);
-  crypto.getRandomValues(buf);
   let out = '';
-  for (let i = 0; i < length; i++) out += alphabet[buf[i]! % 36];
+  while (out.length < length) {
+    if (poolAt >= pool.length) {
+      crypto.getRandomValues(pool);
+      poolAt = 0;
+    }
+    const byte = pool[poolAt++]!;
+    // 252 = 7 × 36: bytes above it are skipped so every character is equally likely.
+    if (byte < 252) out += alphabet[byte % 36];
+  }
   return out;
 }

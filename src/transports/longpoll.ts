@@ -1,23 +1,30 @@
 /**
  * Long-poll (SPEC §4): `GET /poll?channel=a&channel=b[&timeout=30][&cursor=…][&token=…]`.
  *
- * Stateless on the server: the cursor carries every channel's position, so any node can answer.
- * A poll subscribes a temporary Subscriber to each channel with `since` = the cursor's position
- * for it (the hub hands back the missed events, then live ones with no gap), collects, and answers
- * `200 {"events":[…],"cursor":"…","recovered":bool}` at the end of the event-loop turn in which
- * the first event became available (so what piles up in that turn goes in the same answer, at most
- * `maxEvents`), or with empty `events` at the timeout. Then it unsubscribes. Events past
- * `maxEvents` are not lost: the answer's cursor stops at the last event it carries, and the next
- * poll reads the rest from history.
+ * Stateless for the client: the cursor carries every channel's position, so any node can answer.
+ * A poll answers `200 {"events":[…],"cursor":"…","recovered":bool}` at the end of the event-loop
+ * turn in which its first event became available (what piles up in that turn goes in the same
+ * answer, at most `maxEvents`), or with empty `events` at the timeout. Events past `maxEvents`
+ * are not lost: the answer's cursor stops at the last event it carries, and the next poll reads
+ * the rest from history. No cursor means "from now"; the answer's cursor (also at a timeout) holds
+ * the positions the poll started from, so the next poll continues without a gap.
  *
- * No cursor means "from now": the poll waits for new events; its answer's cursor (also at a
- * timeout) holds the positions it started from, so the next poll continues without a gap.
+ * How a poll waits — the hot path, since a busy client polls once per answer: polls do not
+ * subscribe to the hub one by one. Each channel that has polls has one **relay**, a single
+ * internal hub subscriber that knows the channel's latest position and the set of polls waiting
+ * on it (golongpoll keeps one subscriber list per category the same way). A poll whose cursor is
+ * at the relay's position, or that has no cursor, just joins that set: no hub subscription, no
+ * history read, no presence entry. A poll that is behind reads what it missed from history (no
+ * re-serialisation: `OutgoingEvent.of`) while live events for that channel are held, and the two
+ * are merged by offset: no gap, no duplicate. A relay nobody waited on for `relayIdleMs` is
+ * unsubscribed. Polls are not hub sessions and not in presence: a poll has no connection to be
+ * present on. A poll whose token expires while it waits is answered at the expiry; the next poll
+ * with that token is refused (401).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { decodeCursor, encodeCursor, HeraldError, toHeraldError, type Cursor, type Position, type SubscribeResult } from '../protocol/index.js';
-import { OutgoingEvent, silentLogger, type ClientContext, type Hub, type Logger, type Session, type Subscriber } from '../core/index.js';
+import { decodeCursor, encodeCursor, HeraldError, toHeraldError, type Cursor, type HistoryResult, type Position } from '../protocol/index.js';
+import { OutgoingEvent, silentLogger, type ClientContext, type Hub, type Logger, type Subscriber } from '../core/index.js';
 import { sendError } from './http.js';
-import { startPosition } from './http-stream/cursor.js';
 import { cancelFlush, scheduleFlush, type Flushable } from './http-stream/flush.js';
 import { admitStreamRequest, isOriginList, isPositiveInt, parseStrictInt, resolveOptions } from './http-stream/request.js';
 import { TransportLimits } from './limits.js';
@@ -33,6 +40,8 @@ export interface LongPollOptions {
   maxEvents: number;
   /** Channels one poll may hold. Default: the hub's `limits.maxChannelsPerClient` (128). */
   maxChannels: number | undefined;
+  /** Milliseconds a channel's relay stays subscribed with no poll waiting on it. Default 30,000. */
+  relayIdleMs: number;
   /** Rate and connection limits per client address (transports/limits.ts); the server shares one instance. Default: a new one with the defaults. */
   limits: TransportLimits | undefined;
   logger: Logger;
@@ -44,11 +53,12 @@ export const LONG_POLL_DEFAULTS: Readonly<LongPollOptions> = Object.freeze({
   maxTimeout: 110,
   maxEvents: 1000,
   maxChannels: undefined,
+  relayIdleMs: 30_000,
   limits: undefined,
   logger: silentLogger,
 });
 
-const JSON_HEADERS = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' };
+const JSON_TYPE = 'application/json; charset=utf-8';
 
 const kPoll = Symbol('herald.longPoll');
 type TaggedResponse = ServerResponse & { [kPoll]?: Poll };
@@ -61,20 +71,63 @@ function onPollTimeout(poll: Poll): void {
   poll.answer();
 }
 
-class Poll implements Subscriber, Session, Flushable {
+function sweepRelays(transport: LongPollTransport): void {
+  transport.sweep();
+}
+
+const STARTING = 0;
+const LIVE = 1;
+const CLOSED = 2;
+
+/** The one hub subscription of a channel that polls wait on. */
+class Relay implements Subscriber {
+  readonly client: ClientContext;
+  readonly internal = true;
+  readonly channel: string;
+  state = STARTING;
+  /** The channel's position: the subscribe answer's, then the last live event's. */
+  epoch = '';
+  offset = 0;
+  readonly waiting = new Set<Poll>();
+  /** When `waiting` last became empty (ms). */
+  idleSince = Date.now();
+  ready: Promise<void> = Promise.resolve();
+
+  constructor(channel: string, id: string) {
+    this.channel = channel;
+    this.client = Object.freeze({ id, transport: 'poll' });
+  }
+
+  deliver(out: OutgoingEvent): number {
+    this.epoch = out.event.epoch;
+    this.offset = out.event.offset;
+    let n = 0;
+    for (const poll of this.waiting) if (poll.offer(out)) n++;
+    return n;
+  }
+
+  leave(poll: Poll): void {
+    if (this.waiting.delete(poll) && this.waiting.size === 0) this.idleSince = Date.now();
+  }
+}
+
+class Poll implements Flushable {
   readonly client: ClientContext;
   private state: 'starting' | 'waiting' | 'done' = 'starting';
   private readonly transport: LongPollTransport;
   private readonly res: TaggedResponse;
   private readonly channels: string[];
   private readonly cursorIn: Cursor | undefined;
+  private relays: Relay[] = [];
   private recovered = true;
-  private readonly starts = new Map<string, Position>();
+  /** Per channel, the last position the client will have (an event object serves as its own position). */
+  private readonly positions = new Map<string, Position>();
+  /** Channels whose history read is in flight, with the live events held meanwhile. */
+  private reading: Map<string, OutgoingEvent[]> | undefined;
   private queue: OutgoingEvent[] = [];
-  /** How many queued events came from history (counted as deliveries when answered). */
-  private fromHistory = 0;
+  /** How many queued events did not come through fan-out (counted as deliveries when answered). */
+  private uncounted = 0;
   private timer: NodeJS.Timeout | undefined;
-  private readonly onReady: (result: SubscribeResult) => void;
 
   constructor(transport: LongPollTransport, res: ServerResponse, client: ClientContext, channels: string[], cursorIn: Cursor | undefined) {
     this.transport = transport;
@@ -82,81 +135,135 @@ class Poll implements Subscriber, Session, Flushable {
     this.client = client;
     this.channels = channels;
     this.cursorIn = cursorIn;
-    this.onReady = (result) => this.subscribed(result);
     this.res[kPoll] = this;
     this.res.on('close', onResponseClose);
   }
 
   async start(timeoutSeconds: number): Promise<void> {
-    const hub = this.transport.hub;
-    const settled = await Promise.allSettled(this.channels.map((channel) => hub.subscribe(this, channel, this.cursorIn?.get(channel), this.onReady)));
-    if (this.state === 'done') {
-      void hub.unsubscribeAll(this).catch(() => {});
+    const transport = this.transport;
+    const relays = this.channels.map((channel) => transport.relay(channel));
+    try {
+      for (const relay of relays) if (relay.state === STARTING) await relay.ready;
+    } catch (err) {
+      this.fail(err);
       return;
     }
-    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
-    if (failed) {
-      this.finish();
-      sendError(this.res, failed.reason);
-      return;
-    }
-    this.state = 'waiting';
-    hub.register(this);
-    if (this.queue.length > 0) scheduleFlush(this);
-    else {
-      this.timer = setTimeout(onPollTimeout, timeoutSeconds * 1000, this);
-      this.timer.unref();
-    }
-  }
-
-  private subscribed(result: SubscribeResult): void {
     if (this.state !== 'starting') return;
-    const since = this.cursorIn?.get(result.channel);
-    if (this.cursorIn && !(since && result.recovered)) this.recovered = false;
-    this.starts.set(result.channel, startPosition(result, since));
+    // From here to joining the relays: synchronous, so no live event slips between the check and the join.
+    const reads: string[] = [];
+    for (const relay of relays) {
+      if (relay.state !== LIVE) {
+        this.fail(new HeraldError('unavailable', 'server shutting down'));
+        return;
+      }
+      const channel = relay.channel;
+      const since = this.cursorIn?.get(channel);
+      if (!since) {
+        if (this.cursorIn) this.recovered = false;
+        this.positions.set(channel, { epoch: relay.epoch, offset: relay.offset });
+      } else {
+        this.positions.set(channel, since);
+        // Anywhere but at the channel's position (behind, ahead, another epoch): history decides.
+        if (since.epoch !== relay.epoch || since.offset !== relay.offset) {
+          (this.reading ??= new Map()).set(channel, []);
+          reads.push(channel);
+        }
+      }
+    }
+    this.relays = relays;
+    for (const relay of relays) relay.waiting.add(this);
+    this.state = 'waiting';
+    let waitMs = timeoutSeconds * 1000;
+    if (this.client.expiresAt !== undefined) waitMs = Math.max(0, Math.min(waitMs, this.client.expiresAt - Date.now()));
+    this.timer = setTimeout(onPollTimeout, waitMs, this);
+    this.timer.unref();
+    if (reads.length > 0) await this.catchUp(reads);
+  }
+
+  /** Reads the channels it is behind on from history and merges the live events held meanwhile. */
+  private async catchUp(reads: string[]): Promise<void> {
+    const hub = this.transport.hub;
     const max = this.transport.options.maxEvents;
-    for (const event of result.events) {
-      if (this.queue.length >= max) break;
-      this.queue.push(new OutgoingEvent(event));
-      this.fromHistory++;
+    const settled = await Promise.allSettled(reads.map((channel) => hub.history(channel, { since: this.positions.get(channel)!, limit: max }, this.client)));
+    if (this.state !== 'waiting') return;
+    for (let i = 0; i < reads.length; i++) {
+      const s = settled[i]!;
+      if (s.status === 'rejected') {
+        this.fail(s.reason);
+        return;
+      }
+      this.merge(reads[i]!, s.value);
+    }
+    this.reading = undefined;
+    if (this.queue.length > 0) scheduleFlush(this);
+  }
+
+  private merge(channel: string, h: HistoryResult): void {
+    const held = this.reading!.get(channel)!;
+    this.reading!.delete(channel);
+    const max = this.transport.options.maxEvents;
+    if (!h.recovered) {
+      this.recovered = false;
+      // Outside history: start from what is retained, or from the channel's latest position.
+      const first = h.events[0];
+      this.positions.set(channel, first ? { epoch: first.epoch, offset: first.offset - 1 } : { epoch: h.epoch, offset: h.offset });
+    }
+    for (const event of h.events) {
+      if (this.queue.length >= max) return;
+      if (!this.accept(OutgoingEvent.of(event))) continue;
+      this.uncounted++;
+    }
+    // Held live events the history answer already had are skipped by `accept`.
+    for (const out of held) {
+      if (this.queue.length >= max) return;
+      this.accept(out);
     }
   }
 
-  deliver(out: OutgoingEvent): void {
-    if (this.state === 'done' || this.queue.length >= this.transport.options.maxEvents) return;
+  /** Queues `out` unless the client has it; advances the channel's position. */
+  private accept(out: OutgoingEvent): boolean {
+    const event = out.event;
+    const at = this.positions.get(event.channel)!;
+    if (event.epoch === at.epoch && event.offset <= at.offset) return false;
+    this.positions.set(event.channel, event);
     this.queue.push(out);
-    if (this.state === 'waiting') scheduleFlush(this);
+    return true;
+  }
+
+  /** A live event from a relay; true when it will be in the answer. */
+  offer(out: OutgoingEvent): boolean {
+    if (this.state !== 'waiting') return false;
+    const held = this.reading?.get(out.event.channel);
+    if (held) {
+      held.push(out);
+      return true;
+    }
+    if (this.queue.length >= this.transport.options.maxEvents || !this.accept(out)) return false;
+    if (this.reading === undefined) scheduleFlush(this);
+    return true;
   }
 
   flush(): void {
     this.answer();
   }
 
-  /** Answers with what has been collected (possibly nothing: timeout, shutdown, disconnect). */
+  /** Answers with what has been collected (possibly nothing: timeout, expiry, shutdown). */
   answer(): void {
     if (this.state !== 'waiting') return;
-    const positions: Cursor = new Map();
-    for (const channel of this.channels) positions.set(channel, this.starts.get(channel)!);
+    // Channels still being read answer with the position they asked from: nothing is skipped.
     let body = '{"events":[';
-    for (let i = 0; i < this.queue.length; i++) {
-      const out = this.queue[i]!;
-      positions.set(out.event.channel, { epoch: out.event.epoch, offset: out.event.offset });
-      body += (i === 0 ? '' : ',') + out.json;
-    }
-    body += '],"cursor":"' + encodeCursor(positions) + '","recovered":' + this.recovered + '}';
-    if (this.fromHistory > 0) this.transport.hub.countDelivered(this.fromHistory);
+    for (let i = 0; i < this.queue.length; i++) body += (i === 0 ? '' : ',') + this.queue[i]!.json;
+    body += '],"cursor":"' + encodeCursor(this.positions) + '","recovered":' + this.recovered + '}';
+    if (this.uncounted > 0) this.transport.hub.countDelivered(this.uncounted);
     this.finish();
-    this.res.writeHead(200, { ...JSON_HEADERS, 'content-length': Buffer.byteLength(body) });
+    this.res.writeHead(200, ['content-type', JSON_TYPE, 'cache-control', 'no-store', 'content-length', String(Buffer.byteLength(body))]);
     this.res.end(body);
   }
 
-  /** Session: `/api/disconnect` or shutdown answers the poll now. */
+  /** Shutdown answers the poll now. */
   disconnect(): void {
     if (this.state === 'waiting') this.answer();
-    else if (this.state === 'starting') {
-      this.finish();
-      sendError(this.res, new HeraldError('unavailable', 'server shutting down'));
-    }
+    else if (this.state === 'starting') this.fail(new HeraldError('unavailable', 'server shutting down'));
   }
 
   /** The client went away before the answer. */
@@ -164,16 +271,21 @@ class Poll implements Subscriber, Session, Flushable {
     this.finish();
   }
 
+  private fail(err: unknown): void {
+    if (this.state === 'done') return;
+    this.finish();
+    sendError(this.res, err);
+  }
+
   private finish(): void {
     if (this.state === 'done') return;
-    const wasWaiting = this.state === 'waiting';
     this.state = 'done';
     this.queue = [];
+    this.reading = undefined;
     if (this.timer) clearTimeout(this.timer);
     cancelFlush(this);
+    for (const relay of this.relays) relay.leave(this);
     this.transport.forget(this);
-    if (wasWaiting) this.transport.hub.unregister(this);
-    void this.transport.hub.unsubscribeAll(this).catch(() => {});
   }
 }
 
@@ -183,6 +295,9 @@ export class LongPollTransport {
   private readonly maxChannels: number;
   private readonly limits: TransportLimits;
   private readonly polls = new Set<Poll>();
+  private readonly relays = new Map<string, Relay>();
+  private sweeper: NodeJS.Timeout | undefined;
+  private relayIds = 0;
   private closing = false;
 
   constructor(hub: Hub, options?: Partial<LongPollOptions>) {
@@ -193,6 +308,7 @@ export class LongPollTransport {
       maxTimeout: [isPositiveInt, 'a positive integer (seconds)'],
       maxEvents: [isPositiveInt, 'a positive integer'],
       maxChannels: [(v) => v === undefined || isPositiveInt(v), 'a positive integer'],
+      relayIdleMs: [isPositiveInt, 'a positive integer (milliseconds)'],
       limits: [(v) => v === undefined || v instanceof TransportLimits, 'a TransportLimits'],
     });
     this.limits = this.options.limits ?? new TransportLimits();
@@ -200,9 +316,19 @@ export class LongPollTransport {
     this.maxChannels = this.options.maxChannels ?? hub.limits.maxChannelsPerClient;
   }
 
-  /** Polls waiting for an answer. */
+  /** Polls not yet answered. */
   get size(): number {
     return this.polls.size;
+  }
+
+  /** Channels with a relay (a hub subscription polls wait on). */
+  get relayCount(): number {
+    return this.relays.size;
+  }
+
+  /** Polls waiting on `channel`'s relay. */
+  waitingOn(channel: string): number {
+    return this.relays.get(channel)?.waiting.size ?? 0;
   }
 
   async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
@@ -217,6 +343,8 @@ export class LongPollTransport {
         if (!cursor) throw new HeraldError('bad_request', '"cursor" is not a valid cursor');
       }
       const client = await this.hub.authenticate(url.searchParams.get('token') ?? undefined, 'poll');
+      // The relays subscribe as the server: each poll's own right to subscribe is checked here.
+      for (const channel of channels) await this.hub.authorize('subscribe', client, channel);
       if (res.destroyed || res.writableEnded) return;
       const poll = new Poll(this, res, client, channels, cursor);
       this.polls.add(poll);
@@ -237,10 +365,58 @@ export class LongPollTransport {
     return value;
   }
 
-  /** Answers every pending poll now (with what it has) and refuses new ones. */
+  /** Answers every pending poll now (with what it has), refuses new ones and drops the relays. */
   async close(): Promise<void> {
     this.closing = true;
     for (const poll of [...this.polls]) poll.disconnect();
+    for (const relay of [...this.relays.values()]) this.dropRelay(relay);
+    if (this.sweeper) clearInterval(this.sweeper);
+    this.sweeper = undefined;
+  }
+
+  /** @internal The relay of `channel`, subscribing one if there is none. */
+  relay(channel: string): Relay {
+    const existing = this.relays.get(channel);
+    if (existing) return existing;
+    const relay = new Relay(channel, `poll-relay-${++this.relayIds}`);
+    this.relays.set(channel, relay);
+    relay.ready = this.hub.subscribe(relay, channel, undefined, (result) => {
+      if (relay.state !== STARTING) return;
+      relay.epoch = result.epoch;
+      relay.offset = result.offset;
+      relay.state = LIVE;
+    }).then(() => {
+      if (relay.state === CLOSED) void this.hub.unsubscribeAll(relay).catch(() => {});
+    }, (err: unknown) => {
+      this.dropRelay(relay);
+      throw err;
+    });
+    // Waited on by the polls that asked for it; never left unhandled when they are gone.
+    relay.ready.catch(() => {});
+    if (!this.sweeper) {
+      this.sweeper = setInterval(sweepRelays, Math.max(100, Math.floor(this.options.relayIdleMs / 2)), this);
+      this.sweeper.unref();
+    }
+    return relay;
+  }
+
+  /** @internal Drops relays nobody waited on for `relayIdleMs`. */
+  sweep(now = Date.now()): void {
+    for (const relay of this.relays.values()) {
+      if (relay.state === LIVE && relay.waiting.size === 0 && now - relay.idleSince >= this.options.relayIdleMs) this.dropRelay(relay);
+    }
+    if (this.relays.size === 0 && this.sweeper) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+    }
+  }
+
+  private dropRelay(relay: Relay): void {
+    if (this.relays.get(relay.channel) === relay) this.relays.delete(relay.channel);
+    const wasLive = relay.state === LIVE;
+    relay.state = CLOSED;
+    // A relay still subscribing is unsubscribed when its subscribe settles (above).
+    if (wasLive) void this.hub.unsubscribeAll(relay).catch(() => {});
   }
 
   /** @internal */

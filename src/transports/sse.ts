@@ -159,7 +159,7 @@ class SseStream implements Subscriber, Session, Flushable {
     this.starts.set(result.channel, startPosition(result, since));
     for (const event of result.events) {
       if (this.overflowed) break;
-      this.enqueue(new OutgoingEvent(event));
+      this.enqueue(OutgoingEvent.of(event));
       this.missed++;
     }
   }

@@ -41,7 +41,7 @@ describe('HTTP transports share one fan-out', () => {
         http(h.base, '/golongpoll/events?timeout=5&category=news'),
         ...gpollIds.map((id) => http(h.base, `/gpoll?client-id=${encodeURIComponent(id)}`)),
       ];
-      await waitFor(() => h.poll.size === 2 && h.golongpoll.size === 2 && h.gpoll.waitingPolls === 2 && h.hub.stats().subscriptions === 8, 5000, 'everyone subscribed');
+      await waitFor(() => h.poll.waitingOn('news') === 2 && h.golongpoll.size === 2 && h.gpoll.waitingPolls === 2 && h.hub.stats().subscriptions === 7, 5000, 'everyone subscribed');
       const published = await h.hub.publish('news', { headline: 'one path' });
       const answers = await Promise.all(polls);
       await waitFor(() => streams.every((s) => s.of('event').length === 1), 5000, 'streams got it');

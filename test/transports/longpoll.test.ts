@@ -1,6 +1,7 @@
 import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { decodeCursor, encodeCursor, type HeraldEvent } from '../../src/protocol/index.js';
+import { MemoryEngine } from '../../src/engines/memory.js';
 import { getJson, http, range, startHarness, waitFor, type Harness } from './helpers.js';
 
 interface PollAnswer {
@@ -29,7 +30,7 @@ describe('long-poll', () => {
   it('without a cursor waits for the next event and answers it with a cursor and recovered:true', async () => {
     await h.hub.publish('w', 'old');
     const pending = getJson<PollAnswer>(h.base, '/poll?channel=w&channel=w2&timeout=10');
-    await waitFor(() => h.poll.size === 1 && h.hub.stats().subscriptions === 2, 5000, 'poll subscribed');
+    await waitFor(() => h.poll.waitingOn('w') === 1 && h.poll.waitingOn('w2') === 1, 5000, 'poll waiting');
     await h.hub.publish('w', 'new');
     const { status, headers, json } = await pending;
     assert.equal(status, 200);
@@ -38,7 +39,7 @@ describe('long-poll', () => {
     assert.deepEqual(json.events.map((e) => e.data), ['new']);
     assert.equal(json.recovered, true);
     assert.deepEqual(offsets(json.cursor), { w: 2, w2: 0 });
-    await waitFor(() => h.hub.stats().subscriptions === 0, 5000, 'unsubscribed');
+    await waitFor(() => h.poll.size === 0 && h.poll.waitingOn('w') === 0 && h.poll.waitingOn('w2') === 0, 5000, 'poll gone from its relays');
   });
 
   it('answers empty events at the timeout, with a cursor that continues without a gap', async () => {
@@ -71,7 +72,7 @@ describe('long-poll', () => {
 
   it('batches the events published in the same tick while it waits into one answer', async () => {
     const pending = getJson<PollAnswer>(h.base, '/poll?channel=tick');
-    await waitFor(() => h.hub.stats().subscriptions === 1, 5000, 'poll subscribed');
+    await waitFor(() => h.poll.waitingOn('tick') === 1, 5000, 'poll waiting');
     await Promise.all(range(1, 5).map((n) => h.hub.publish('tick', n)));
     const { json } = await pending;
     assert.deepEqual(json.events.map((e) => e.data), [1, 2, 3, 4, 5]);
@@ -128,19 +129,19 @@ describe('long-poll', () => {
     assert.deepEqual(ok.json.events.map((e) => e.data), [1]);
   });
 
-  it('cleans up the subscriptions of a client that leaves mid-poll', async () => {
+  it('forgets a client that leaves mid-poll', async () => {
     const controller = new AbortController();
     const pending = http(h.base, '/poll?channel=leave&channel=leave2', { signal: controller.signal }).catch(() => undefined);
-    await waitFor(() => h.hub.stats().subscriptions === 2, 5000, 'poll subscribed');
+    await waitFor(() => h.poll.waitingOn('leave') === 1 && h.poll.waitingOn('leave2') === 1, 5000, 'poll waiting');
     controller.abort();
     await pending;
-    await waitFor(() => h.hub.stats().subscriptions === 0 && h.poll.size === 0, 5000, 'cleanup');
+    await waitFor(() => h.poll.size === 0 && h.poll.waitingOn('leave') === 0 && h.poll.waitingOn('leave2') === 0, 5000, 'cleanup');
   });
 
   it('close() answers pending polls at once', async () => {
     const other = await startHarness();
     const pending = getJson<PollAnswer>(other.base, '/poll?channel=x&timeout=100');
-    await waitFor(() => other.poll.size === 1 && other.hub.stats().subscriptions === 1, 5000, 'poll waiting');
+    await waitFor(() => other.poll.waitingOn('x') === 1, 5000, 'poll waiting');
     await other.poll.close();
     const { status, json } = await pending;
     assert.equal(status, 200);
@@ -174,7 +175,7 @@ describe('long-poll', () => {
         await waitFor(() => h.poll.size === 1, 5000, 'poll waiting');
         controller.abort();
         await request;
-        await waitFor(() => h.poll.size === 0 && h.hub.stats().subscriptions === 0, 5000, 'aborted poll cleaned up');
+        await waitFor(() => h.poll.size === 0 && h.poll.waitingOn('stream') === 0, 5000, 'aborted poll cleaned up');
         release();
         continue;
       }
@@ -191,4 +192,128 @@ describe('long-poll', () => {
     assert.ok(aborted && lost);
     assert.deepEqual(seen, range(1, 1000));
   });
+});
+
+describe('long-poll relays (one hub subscription per channel, shared by its waiting polls)', () => {
+  it('50 waiting polls share one hub subscription, stay out of presence, and all get the event', async () => {
+    const h = await startHarness();
+    try {
+      const polls = range(1, 50).map(() => getJson<PollAnswer>(h.base, '/poll?channel=shared&timeout=10'));
+      await waitFor(() => h.poll.waitingOn('shared') === 50, 5000, '50 polls waiting');
+      assert.equal(h.hub.stats().subscriptions, 1);
+      assert.equal(h.poll.relayCount, 1);
+      assert.deepEqual(await h.hub.presence('shared'), []);
+      await h.hub.publish('shared', 'hello');
+      for (const { json } of await Promise.all(polls)) {
+        assert.deepEqual(json.events.map((e) => [e.offset, e.data]), [[1, 'hello']]);
+        assert.deepEqual(offsets(json.cursor), { shared: 1 });
+      }
+      assert.equal(h.hub.stats().delivered, 50);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('drops a relay nobody waited on for relayIdleMs; the next poll resumes from its cursor without a gap', async () => {
+    const h = await startHarness({ poll: { relayIdleMs: 100 } });
+    try {
+      const waiting = getJson<PollAnswer>(h.base, '/poll?channel=idle&timeout=10');
+      await waitFor(() => h.poll.waitingOn('idle') === 1, 5000, 'poll waiting');
+      await h.hub.publish('idle', 1);
+      const first = (await waiting).json;
+      assert.deepEqual(first.events.map((e) => e.data), [1]);
+      await waitFor(() => h.poll.relayCount === 0 && h.hub.stats().subscriptions === 0, 5000, 'relay dropped');
+      await h.hub.publish('idle', 2);
+      await h.hub.publish('idle', 3);
+      const next = (await getJson<PollAnswer>(h.base, `/poll?channel=idle&timeout=10&cursor=${first.cursor}`)).json;
+      assert.deepEqual(next.events.map((e) => e.data), [2, 3]);
+      assert.equal(next.recovered, true);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it("checks every poll's own subscribe permission, although the relay subscribes as the server", async () => {
+    const h = await startHarness({
+      hub: {
+        hooks: {
+          authenticate: (token) => ({ user: token ?? 'anonymous' }),
+          authorize: (action, client, channel) => !(channel === 'room' && client?.user === 'mallory'),
+        },
+      },
+    });
+    try {
+      const alice = getJson<PollAnswer>(h.base, '/poll?channel=room&timeout=10&token=alice');
+      await waitFor(() => h.poll.waitingOn('room') === 1, 5000, "alice's poll waiting");
+      const mallory = await http(h.base, '/poll?channel=room&timeout=10&token=mallory');
+      assert.equal(mallory.status, 403);
+      assert.equal(JSON.parse(mallory.body).error.code, 'forbidden');
+      assert.equal(h.poll.waitingOn('room'), 1);
+      await h.hub.publish('room', 'for alice');
+      assert.deepEqual((await alice).json.events.map((e) => e.data), ['for alice']);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('a cursor ahead of the channel is answered from history (recovered:false), not left waiting', async () => {
+    const h = await startHarness();
+    try {
+      await h.hub.publish('ahead', 'only');
+      const epoch = (await h.hub.history('ahead', { limit: 0 })).epoch;
+      // A relay exists and sits at offset 1; the cursor claims offset 50.
+      const warm = getJson<PollAnswer>(h.base, '/poll?channel=ahead&timeout=10');
+      await waitFor(() => h.poll.waitingOn('ahead') === 1, 5000, 'relay live');
+      const { json } = await getJson<PollAnswer>(h.base, `/poll?channel=ahead&timeout=10&cursor=${encodeCursor(new Map([['ahead', { epoch, offset: 50 }]]))}`);
+      assert.equal(json.recovered, false);
+      assert.deepEqual(json.events.map((e) => e.data), ['only']);
+      assert.deepEqual(offsets(json.cursor), { ahead: 1 });
+      await h.hub.publish('ahead', 'next');
+      assert.deepEqual((await warm).json.events.map((e) => e.data), ['next']);
+    } finally {
+      await h.close();
+    }
+  });
+
+  for (const when of ['before', 'after'] as const) {
+    it(`merges live events published while a poll reads history (read ${when} the publishes): every offset once, in order`, async () => {
+      let release: () => void = () => {};
+      let gated = false;
+      const entered = { value: false };
+      class GatedEngine extends MemoryEngine {
+        override async history(...args: Parameters<MemoryEngine['history']>) {
+          if (!gated || !args[1].since) return super.history(...args);
+          entered.value = true;
+          const gate = new Promise<void>((r) => (release = r));
+          if (when === 'after') {
+            await gate;
+            return super.history(...args);
+          }
+          const result = await super.history(...args);
+          await gate;
+          return result;
+        }
+      }
+      const h = await startHarness({ engine: new GatedEngine() });
+      try {
+        for (let i = 1; i <= 3; i++) await h.hub.publish('merge', i);
+        const epoch = (await h.hub.history('merge', { limit: 0 })).epoch;
+        const warm = getJson<PollAnswer>(h.base, '/poll?channel=merge&timeout=10');
+        await waitFor(() => h.poll.waitingOn('merge') === 1, 5000, 'relay live');
+        gated = true;
+        const behind = getJson<PollAnswer>(h.base, `/poll?channel=merge&timeout=10&cursor=${encodeCursor(new Map([['merge', { epoch, offset: 1 }]]))}`);
+        await waitFor(() => entered.value, 5000, 'history read started');
+        for (let i = 4; i <= 6; i++) await h.hub.publish('merge', i);
+        release();
+        const { json } = await behind;
+        assert.deepEqual(json.events.map((e) => e.offset), [2, 3, 4, 5, 6]);
+        assert.deepEqual(offsets(json.cursor), { merge: 6 });
+        assert.equal(json.recovered, true);
+        // The waiting poll gets the same live events, batched (published in one turn).
+        assert.deepEqual((await warm).json.events.map((e) => e.offset), [4, 5, 6]);
+      } finally {
+        await h.close();
+      }
+    });
+  }
 });

@@ -320,7 +320,7 @@ class GlpPoll implements Subscriber, Flushable {
 
   private subscribed(result: SubscribeResult): void {
     if (this.state !== 'starting') return;
-    for (const event of result.events) this.queue.push(new OutgoingEvent(event));
+    for (const event of result.events) this.queue.push(OutgoingEvent.of(event));
     this.fromHistory = result.events.length;
   }
 
