@@ -307,7 +307,7 @@ async function runScenario(t: Target, index: number, rate: number, opts: BenchOp
   const l = result.latencyMs;
   progress.line(`${label}: ${result.deliveriesPerSec.toLocaleString('en-US')} deliveries/s, p50 ${l.p50} ms, p99 ${l.p99} ms`
     + `${result.serverCpuUsPerDelivery !== null ? `, ${result.serverCpuUsPerDelivery} µs CPU/delivery` : ''}, ${ok ? 'all verified' : 'NOT VERIFIED'}`);
-  if (disconnected > 0 && index < opts.rates.length - 1) {
+  if (disconnected > 0 && index < opts.rates.length * opts.repeat - 1) {
     // Every scenario starts with every subscriber: replace those that were closed.
     progress.line(`${label}: reconnecting ${disconnected.toLocaleString('en-US')} subscribers for the next rate…`);
     const timeoutMs = opts.transport === 'poll' ? 20_000 : 15_000;
@@ -387,7 +387,7 @@ export async function runBench(argv: string[]): Promise<number> {
   const report: BenchReport = {
     version: 1,
     config: {
-      subscribers: opts.subscribers, rates: opts.rates, duration: opts.duration, warmup: opts.warmup, size: opts.size,
+      subscribers: opts.subscribers, rates: opts.rates, repeat: opts.repeat, duration: opts.duration, warmup: opts.warmup, size: opts.size,
       transport: opts.transport, sources: opts.sources, clients: opts.clients, channel: opts.channel, baseline: opts.baseline,
       url: opts.url, pid: opts.pid, allowRemote: opts.allowRemote, serverCpuProf: opts.serverCpuProf, serverArgs: opts.serverArgs,
     },
@@ -403,9 +403,13 @@ export async function runBench(argv: string[]): Promise<number> {
     targets.push(await openTarget('herald', opts, progress, controller.signal));
     if (opts.baseline) targets.push(await openTarget('baseline', opts, progress, controller.signal));
     // Rates in the outer loop, servers in the inner one: both see the same machine conditions.
+    // With --repeat, rounds alternate which server goes first, so neither always runs warmer.
+    let scenario = 0;
     for (let k = 0; k < opts.rates.length; k++) {
-      for (const t of targets) {
-        report.results.push(await runScenario(t, k, opts.rates[k]!, opts, progress, controller.signal));
+      for (let round = 0; round < opts.repeat; round++) {
+        const order = round % 2 === 0 ? targets : [...targets].reverse();
+        for (const t of order) report.results.push(await runScenario(t, scenario, opts.rates[k]!, opts, progress, controller.signal));
+        scenario++;
       }
     }
   } catch (err) {

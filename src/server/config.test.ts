@@ -56,6 +56,7 @@ describe('config defaults', () => {
         allowedOrigins: [],
         logLevel: 'info',
         chatTokenTtl: 30,
+      coalesceMs: 0,
         chatIdleTimeout: 300,
         pingInterval: 25,
         maxMessageBytes: 65_536,

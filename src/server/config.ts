@@ -68,6 +68,12 @@ export interface HeraldConfig {
   maxBufferedBytes: number;
   /** Largest long-poll `timeout`, in seconds. Default 110. */
   pollTimeoutMax: number;
+  /**
+   * Write coalescing window in milliseconds: a WebSocket, SSE stream or poll holds its first ready
+   * event this long so that those that follow leave in the same write. 0 = the events of one
+   * event-loop turn. Default 0.
+   */
+  coalesceMs: number;
   /** Commands per second per WebSocket connection (bursts of twice that); 0 = no limit. Default 100. */
   commandRate: number;
   /** Publishes per second per WebSocket connection (bursts of twice that); 0 = no limit. Default 50. */
@@ -273,6 +279,7 @@ export const OPTIONS: { readonly [K in keyof HeraldConfig]: OptionSpec<HeraldCon
   maxChannelsPerClient: { doc: 'channels per connection, stream or poll', default: 128, arg: '<n>', parse: integer(1, 100_000) },
   maxBufferedBytes: { doc: 'unsent bytes per WebSocket client before 4008', default: MiB, arg: '<bytes>', parse: integer(1024, 1024 * MiB, ' bytes') },
   pollTimeoutMax: { doc: 'largest long-poll timeout, seconds', default: 110, arg: '<s>', parse: integer(1, 3600, ' seconds') },
+  coalesceMs: { doc: 'write coalescing window, ms (0 = one event-loop turn)', default: 0, arg: '<ms>', parse: integer(0, 1000, ' ms') },
   commandRate: { doc: 'commands/s per WebSocket connection; 0 = no limit', default: LIMIT_DEFAULTS.commandRate, arg: '<n>', parse: integer(0, 1_000_000) },
   publishRate: { doc: 'publishes/s per WebSocket connection; 0 = no limit', default: LIMIT_DEFAULTS.publishRate, arg: '<n>', parse: integer(0, 1_000_000) },
   ipCommandRate: { doc: 'commands and stream/poll requests/s per client address; 0 = no limit', default: LIMIT_DEFAULTS.ipCommandRate, arg: '<n>', parse: integer(0, 10_000_000) },

@@ -225,12 +225,13 @@ export async function buildHerald(options: HeraldOptions = {}, build: BuildOptio
     maxMessageBytes: config.maxMessageBytes,
     maxBufferedBytes: config.maxBufferedBytes,
     connectTimeout: WS_CONNECT_TIMEOUT_MS,
+    coalesceMs: config.coalesceMs,
     limits,
     logger,
   });
   const origins = allowedOrigins ? { allowedOrigins } : {};
-  const sse = new SseTransport(hub, { ...origins, limits, logger });
-  const poll = new LongPollTransport(hub, { ...origins, maxTimeout: config.pollTimeoutMax, limits, logger });
+  const sse = new SseTransport(hub, { ...origins, coalesceMs: config.coalesceMs, limits, logger });
+  const poll = new LongPollTransport(hub, { ...origins, maxTimeout: config.pollTimeoutMax, coalesceMs: config.coalesceMs, limits, logger });
   const golongpoll = new GolongpollTransport(hub, { ...origins, maxTimeout: config.pollTimeoutMax, maxBodyBytes: config.maxMessageBytes, limits, logger });
   const gpoll = new GpollTransport(hub, { ...origins, limits, logger });
   const metrics = createMetrics(hub, { websocketBuffers: () => websocket.bufferStats() });

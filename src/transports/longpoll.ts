@@ -25,8 +25,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { decodeCursor, encodeCursor, HeraldError, toHeraldError, type Cursor, type HistoryResult, type Position } from '../protocol/index.js';
 import { OutgoingEvent, silentLogger, type ClientContext, type Hub, type Logger, type Subscriber } from '../core/index.js';
 import { sendError } from './http.js';
-import { cancelFlush, scheduleFlush, type Flushable } from './http-stream/flush.js';
-import { admitStreamRequest, isOriginList, isPositiveInt, parseStrictInt, resolveOptions } from './http-stream/request.js';
+import { FlushScheduler, type Flushable } from './http-stream/flush.js';
+import { admitStreamRequest, isCoalesceMs, isOriginList, isPositiveInt, parseStrictInt, resolveOptions } from './http-stream/request.js';
 import { TransportLimits } from './limits.js';
 
 export interface LongPollOptions {
@@ -42,6 +42,11 @@ export interface LongPollOptions {
   maxChannels: number | undefined;
   /** Milliseconds a channel's relay stays subscribed with no poll waiting on it. Default 30,000. */
   relayIdleMs: number;
+  /**
+   * Write coalescing: milliseconds a poll waits after its first event, so that those that follow
+   * leave in the same answer. 0 (default) = the events of one event-loop turn. At most 1,000.
+   */
+  coalesceMs: number;
   /** Rate and connection limits per client address (transports/limits.ts); the server shares one instance. Default: a new one with the defaults. */
   limits: TransportLimits | undefined;
   logger: Logger;
@@ -54,6 +59,7 @@ export const LONG_POLL_DEFAULTS: Readonly<LongPollOptions> = Object.freeze({
   maxEvents: 1000,
   maxChannels: undefined,
   relayIdleMs: 30_000,
+  coalesceMs: 0,
   limits: undefined,
   logger: silentLogger,
 });
@@ -195,7 +201,7 @@ class Poll implements Flushable {
       this.merge(reads[i]!, s.value);
     }
     this.reading = undefined;
-    if (this.queue.length > 0) scheduleFlush(this);
+    if (this.queue.length > 0) this.transport.flusher.schedule(this);
   }
 
   private merge(channel: string, h: HistoryResult): void {
@@ -239,7 +245,7 @@ class Poll implements Flushable {
       return true;
     }
     if (this.queue.length >= this.transport.options.maxEvents || !this.accept(out)) return false;
-    if (this.reading === undefined) scheduleFlush(this);
+    if (this.reading === undefined) this.transport.flusher.schedule(this);
     return true;
   }
 
@@ -283,7 +289,7 @@ class Poll implements Flushable {
     this.queue = [];
     this.reading = undefined;
     if (this.timer) clearTimeout(this.timer);
-    cancelFlush(this);
+    this.transport.flusher.cancel(this);
     for (const relay of this.relays) relay.leave(this);
     this.transport.forget(this);
   }
@@ -296,6 +302,8 @@ export class LongPollTransport {
   private readonly limits: TransportLimits;
   private readonly polls = new Set<Poll>();
   private readonly relays = new Map<string, Relay>();
+  /** @internal When ready answers are written (coalesceMs). */
+  readonly flusher: FlushScheduler;
   private sweeper: NodeJS.Timeout | undefined;
   private relayIds = 0;
   private closing = false;
@@ -309,11 +317,13 @@ export class LongPollTransport {
       maxEvents: [isPositiveInt, 'a positive integer'],
       maxChannels: [(v) => v === undefined || isPositiveInt(v), 'a positive integer'],
       relayIdleMs: [isPositiveInt, 'a positive integer (milliseconds)'],
+      coalesceMs: [isCoalesceMs, 'an integer from 0 to 1000 (milliseconds)'],
       limits: [(v) => v === undefined || v instanceof TransportLimits, 'a TransportLimits'],
     });
     this.limits = this.options.limits ?? new TransportLimits();
     if (this.options.defaultTimeout > this.options.maxTimeout) throw new TypeError('longPoll: option "defaultTimeout" must not exceed "maxTimeout"');
     this.maxChannels = this.options.maxChannels ?? hub.limits.maxChannelsPerClient;
+    this.flusher = new FlushScheduler(this.options.coalesceMs);
   }
 
   /** Polls not yet answered. */

@@ -33,8 +33,8 @@ import { decodeCursor, HeraldError, toHeraldError, type Cursor, type Position, t
 import { defineEncoding, OutgoingEvent, silentLogger, type ClientContext, type Hub, type Logger, type Session, type Subscriber } from '../core/index.js';
 import { sendError } from './http.js';
 import { CursorBuilder, startPosition } from './http-stream/cursor.js';
-import { cancelFlush, scheduleFlush, type Flushable } from './http-stream/flush.js';
-import { admitStreamRequest, isOriginList, isPositiveInt, resolveOptions } from './http-stream/request.js';
+import { FlushScheduler, type Flushable } from './http-stream/flush.js';
+import { admitStreamRequest, isCoalesceMs, isOriginList, isPositiveInt, resolveOptions } from './http-stream/request.js';
 import { TransportLimits } from './limits.js';
 
 export interface SseOptions {
@@ -50,6 +50,11 @@ export interface SseOptions {
   maxBufferedBytes: number;
   /** Milliseconds an ended slow stream may take to drain before its socket is destroyed. Default 5,000. */
   endGraceMs: number;
+  /**
+   * Write coalescing: milliseconds a stream holds its first ready event so that those that follow
+   * leave in the same write. 0 (default) = the events of one event-loop turn. At most 1,000.
+   */
+  coalesceMs: number;
   /** Rate and connection limits per client address (transports/limits.ts); the server shares one instance. Default: a new one with the defaults. */
   limits: TransportLimits | undefined;
   logger: Logger;
@@ -62,6 +67,7 @@ export const SSE_DEFAULTS: Readonly<SseOptions> = Object.freeze({
   maxChannels: undefined,
   maxBufferedBytes: 1024 * 1024,
   endGraceMs: 5_000,
+  coalesceMs: 0,
   limits: undefined,
   logger: silentLogger,
 });
@@ -194,7 +200,7 @@ class SseStream implements Subscriber, Session, Flushable {
       builder.advance(out.event);
       this.pending += 'id: ' + builder.toString() + '\n' + out.encoded(SSE_EVENT);
       if (this.pending.length > this.transport.options.maxBufferedBytes) this.flush();
-      else scheduleFlush(this);
+      else this.transport.flusher.schedule(this);
     } else if (this.state === 'starting' && !this.overflowed) {
       this.enqueue(out);
     }
@@ -262,7 +268,7 @@ class SseStream implements Subscriber, Session, Flushable {
     this.state = 'closed';
     this.pending = '';
     this.queue = [];
-    cancelFlush(this);
+    this.transport.flusher.cancel(this);
     this.transport.forget(this);
     if (wasLive) this.transport.hub.unregister(this);
     void this.transport.hub.unsubscribeAll(this).catch(() => {});
@@ -275,6 +281,8 @@ export class SseTransport {
   private readonly maxChannels: number;
   private readonly limits: TransportLimits;
   private readonly streams = new Set<SseStream>();
+  /** @internal When ready events are written (coalesceMs). */
+  readonly flusher: FlushScheduler;
   private timer: NodeJS.Timeout | undefined;
   private closing = false;
 
@@ -287,10 +295,12 @@ export class SseTransport {
       maxChannels: [(v) => v === undefined || isPositiveInt(v), 'a positive integer'],
       maxBufferedBytes: [isPositiveInt, 'a positive integer (bytes)'],
       endGraceMs: [isPositiveInt, 'a positive integer (milliseconds)'],
+      coalesceMs: [isCoalesceMs, 'an integer from 0 to 1000 (milliseconds)'],
       limits: [(v) => v === undefined || v instanceof TransportLimits, 'a TransportLimits'],
     });
     this.maxChannels = this.options.maxChannels ?? hub.limits.maxChannelsPerClient;
     this.limits = this.options.limits ?? new TransportLimits();
+    this.flusher = new FlushScheduler(this.options.coalesceMs);
   }
 
   /** Open streams (starting or live). */

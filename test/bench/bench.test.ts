@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { runBench } from '../../src/cli/bench.js';
 import { Histogram } from '../../src/cli/bench/histogram.js';
 import { parseBenchArgs } from '../../src/cli/bench/options.js';
-import type { BenchReport } from '../../src/cli/bench/report.js';
+import { ratios, type BenchReport, type ScenarioResult } from '../../src/cli/bench/report.js';
 import { SubState, Verifier, epochMatches, scanEvent, scanned } from '../../src/cli/bench/verify.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -35,11 +35,12 @@ process.exitCode = await runBench(JSON.parse(process.argv[1]));`;
 describe('herald bench', () => {
   it('verifies every delivery on herald and on the baseline and reports sane figures', { timeout: 40_000 }, async () => {
     assert.ok(existsSync(`${root}dist/cli/main.js`), 'run `npm run build` first: the benchmark starts bin/herald.js');
-    const run = await bench(['--subscribers', '20', '--rate', '50', '--duration', '1', '--warmup', '0', '--json', '--baseline', '--quiet'], 35_000);
+    const run = await bench(['--subscribers', '20', '--rate', '50', '--repeat', '2', '--duration', '1', '--warmup', '0', '--json', '--baseline', '--quiet'], 35_000);
     assert.equal(run.code, 0, `exit ${run.code}\n${run.stderr}\n${run.stdout}`);
     const report = JSON.parse(run.stdout) as BenchReport;
     assert.equal(report.ok, true);
-    assert.deepEqual(report.results.map((r) => r.server), ['herald', 'baseline']);
+    // Two rounds; the second lets the baseline go first.
+    assert.deepEqual(report.results.map((r) => r.server), ['herald', 'baseline', 'baseline', 'herald']);
     for (const r of report.results) {
       assert.equal(r.transport, 'ws');
       assert.equal(r.subscribers, 20);
@@ -55,7 +56,23 @@ describe('herald bench', () => {
     }
     assert.equal(report.ratios.length, 1);
     assert.equal(report.ratios[0]!.rate, 50);
+    assert.equal(report.ratios[0]!.rounds, 2);
     assert.ok(report.ratios[0]!.deliveriesPerSec! > 0.5 && report.ratios[0]!.deliveriesPerSec! < 2);
+  });
+
+  it('pools the rounds of a rate: CPU per delivery is total CPU over total deliveries', () => {
+    const round = (server: 'herald' | 'baseline', scenario: number, cpu: number, delivered: number, dps: number, p50: number): ScenarioResult =>
+      ({ server, scenario, rate: 50, serverCpuUsPerDelivery: cpu, delivered, deliveriesPerSec: dps, latencyMs: { p50, p99: p50 * 2 }, serverRssMiB: 10 + scenario }) as unknown as ScenarioResult;
+    const [q] = ratios([
+      round('herald', 0, 10, 1000, 100, 1), round('baseline', 0, 10, 2000, 100, 2),
+      round('baseline', 1, 10, 2000, 300, 4), round('herald', 1, 20, 3000, 300, 3),
+      round('herald', 2, 10, 1000, 200, 5), round('baseline', 2, 10, 2000, 200, 6),
+    ]);
+    assert.equal(q!.rounds, 3);
+    assert.equal(q!.scenario, 2);
+    assert.equal(q!.cpuUsPerDelivery, Math.round((80_000 / 5_000 / 10) * 100) / 100);
+    assert.equal(q!.deliveriesPerSec, 1);
+    assert.equal(q!.p50, Math.round((3 / 4) * 100) / 100);
   });
 
   it('answers usage errors with exit status 2 and starts nothing', async () => {
@@ -63,6 +80,7 @@ describe('herald bench', () => {
     assert.equal(await runBench(['--transport', 'carrier-pigeon']), 2);
     assert.equal(await runBench(['--url', 'http://example.com:8080']), 2);
     assert.equal(await runBench(['--subscribers']), 2);
+    assert.equal(await runBench(['--repeat', '0']), 2);
   });
 
   it('reads flags with their defaults and refuses remote targets unless allowed', () => {

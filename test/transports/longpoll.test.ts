@@ -2,6 +2,7 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { decodeCursor, encodeCursor, type HeraldEvent } from '../../src/protocol/index.js';
 import { MemoryEngine } from '../../src/engines/memory.js';
+import { LongPollTransport } from '../../src/transports/longpoll.js';
 import { getJson, http, range, startHarness, waitFor, type Harness } from './helpers.js';
 
 interface PollAnswer {
@@ -270,6 +271,23 @@ describe('long-poll relays (one hub subscription per channel, shared by its wait
       assert.deepEqual(offsets(json.cursor), { ahead: 1 });
       await h.hub.publish('ahead', 'next');
       assert.deepEqual((await warm).json.events.map((e) => e.data), ['next']);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('coalesceMs: a poll waits that long after its first event, so events of later turns share the answer', async () => {
+    const h = await startHarness({ poll: { coalesceMs: 300 } });
+    try {
+      const pending = getJson<PollAnswer>(h.base, '/poll?channel=window&timeout=10');
+      await waitFor(() => h.poll.waitingOn('window') === 1, 5000, 'poll waiting');
+      for (const n of [1, 2, 3]) {
+        await h.hub.publish('window', n);
+        await new Promise((resolve) => setImmediate(resolve)); // the next event-loop turn
+      }
+      assert.equal(h.poll.waitingOn('window'), 1, 'still waiting after three turns');
+      assert.deepEqual((await pending).json.events.map((e) => e.data), [1, 2, 3]);
+      assert.throws(() => new LongPollTransport(h.hub, { coalesceMs: 1001 }), /coalesceMs/);
     } finally {
       await h.close();
     }

@@ -184,6 +184,26 @@ describe('SSE', () => {
     c.abort();
   });
 
+  it('coalesceMs: events ready in different turns within the window leave in one write', async () => {
+    const other = await startHarness({ sse: { coalesceMs: 300 }, spyWrites: true });
+    try {
+      const c = new SseClient(other.base, '/sse?channel=window');
+      await ready(c);
+      const before = other.sseWrites.length;
+      for (const n of [1, 2, 3]) {
+        await other.hub.publish('window', n);
+        await new Promise((resolve) => setImmediate(resolve)); // the next event-loop turn
+      }
+      await waitFor(() => c.of('event').length === 3, 2000, 'three events');
+      const writes = other.sseWrites.slice(before).filter((w) => w.includes('event: event'));
+      assert.equal(writes.length, 1);
+      assert.equal(writes[0]!.split('event: event').length - 1, 3);
+      c.abort();
+    } finally {
+      await other.close();
+    }
+  });
+
   it('sends a heartbeat comment every heartbeatMs', async () => {
     const c = new SseClient(h.base, '/sse?channel=hb');
     await ready(c);

@@ -23,6 +23,9 @@ Flags:
   --channel NAME       channel to publish on (default bench)
   --baseline           also run every scenario against a raw \`ws\` prepared-frame broadcast
                        server (bench/baseline-ws-server.mjs) and print herald/baseline ratios
+  --repeat N           run each rate N times, herald and baseline alternating which goes first,
+                       and pool the rounds into one ratio per rate (default 1): on a shared,
+                       noisy machine this is steadier than any single round
   --url URL            benchmark a running server instead of starting one (loopback only
                        unless --allow-remote); its CPU and RSS need --pid
   --pid PID            the process to measure CPU and RSS of, with --url
@@ -40,6 +43,8 @@ Exit status: 0 when every delivery was verified (no loss, duplicate, reorder or 
 export interface BenchOptions {
   subscribers: number;
   rates: number[];
+  /** Rounds per rate (ratios pooled over them). */
+  repeat: number;
   duration: number;
   warmup: number;
   size: number;
@@ -64,7 +69,7 @@ export class UsageError extends Error {
   override name = 'UsageError';
 }
 
-const VALUE_FLAGS = new Set(['subscribers', 'rate', 'duration', 'warmup', 'size', 'transport', 'sources', 'clients', 'channel', 'url', 'pid', 'api-key', 'server-cpu-prof']);
+const VALUE_FLAGS = new Set(['subscribers', 'rate', 'repeat', 'duration', 'warmup', 'size', 'transport', 'sources', 'clients', 'channel', 'url', 'pid', 'api-key', 'server-cpu-prof']);
 const BOOLEAN_FLAGS = new Set(['baseline', 'allow-remote', 'json', 'quiet', 'help']);
 
 function number(flag: string, text: string, min: number, max: number, integer: boolean): number {
@@ -140,6 +145,7 @@ export function parseBenchArgs(argv: readonly string[]): Readonly<BenchOptions> 
   return Object.freeze({
     subscribers: number('subscribers', get('subscribers', '1000'), 1, 100_000, true),
     rates,
+    repeat: number('repeat', get('repeat', '1'), 1, 20, true),
     duration: number('duration', get('duration', '10'), 0.5, 600, false),
     warmup: number('warmup', get('warmup', '2'), 0, 60, false),
     size: number('size', get('size', '100'), 34, 60_000, true),

@@ -51,8 +51,11 @@ export interface ScenarioResult {
 }
 
 export interface Ratio {
+  /** The last scenario of this rate (the table prints the ratio after it). */
   scenario: number;
   rate: number;
+  /** Rounds pooled (--repeat). */
+  rounds: number;
   /** herald ÷ baseline; null when the baseline figure is zero or missing. */
   deliveriesPerSec: number | null;
   p50: number | null;
@@ -85,23 +88,58 @@ function ratio(a: number | null | undefined, b: number | null | undefined): numb
   return Math.round((a / b) * 100) / 100;
 }
 
+/**
+ * herald ÷ baseline per rate. With several rounds of a rate the figures are pooled: deliveries/s
+ * as the ratio of the means, CPU per delivery as total CPU ÷ total deliveries of each server,
+ * latency and RSS from the medians and maxima of the rounds.
+ */
 export function ratios(results: ScenarioResult[]): Ratio[] {
   const out: Ratio[] = [];
-  for (const h of results) {
-    if (h.server !== 'herald') continue;
-    const b = results.find((r) => r.server === 'baseline' && r.scenario === h.scenario);
-    if (!b) continue;
+  const rates = [...new Set(results.map((r) => r.rate))];
+  for (const rate of rates) {
+    const h = results.filter((r) => r.rate === rate && r.server === 'herald');
+    const b = results.filter((r) => r.rate === rate && r.server === 'baseline');
+    if (h.length === 0 || b.length === 0) continue;
     out.push({
-      scenario: h.scenario,
-      rate: h.rate,
-      deliveriesPerSec: ratio(h.deliveriesPerSec, b.deliveriesPerSec),
-      p50: ratio(h.latencyMs.p50, b.latencyMs.p50),
-      p99: ratio(h.latencyMs.p99, b.latencyMs.p99),
-      cpuUsPerDelivery: ratio(h.serverCpuUsPerDelivery, b.serverCpuUsPerDelivery),
-      rssMiB: ratio(h.serverRssMiB, b.serverRssMiB),
+      scenario: Math.max(...h.map((r) => r.scenario), ...b.map((r) => r.scenario)),
+      rate,
+      rounds: Math.min(h.length, b.length),
+      deliveriesPerSec: ratio(mean(h.map((r) => r.deliveriesPerSec)), mean(b.map((r) => r.deliveriesPerSec))),
+      p50: ratio(median(h.map((r) => r.latencyMs.p50)), median(b.map((r) => r.latencyMs.p50))),
+      p99: ratio(median(h.map((r) => r.latencyMs.p99)), median(b.map((r) => r.latencyMs.p99))),
+      cpuUsPerDelivery: ratio(pooledCpu(h), pooledCpu(b)),
+      rssMiB: ratio(maxOf(h.map((r) => r.serverRssMiB)), maxOf(b.map((r) => r.serverRssMiB))),
     });
   }
   return out;
+}
+
+function mean(values: number[]): number {
+  return values.reduce((a, v) => a + v, 0) / values.length;
+}
+
+function median(values: (number | null)[]): number | null {
+  const v = values.filter((x): x is number => x !== null).sort((a, b) => a - b);
+  if (v.length === 0) return null;
+  const m = v.length >> 1;
+  return v.length % 2 === 1 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
+}
+
+function maxOf(values: (number | null)[]): number | null {
+  const v = values.filter((x): x is number => x !== null);
+  return v.length === 0 ? null : Math.max(...v);
+}
+
+/** Total server CPU ÷ total deliveries over the rounds (µs). */
+function pooledCpu(rounds: ScenarioResult[]): number | null {
+  let cpu = 0;
+  let delivered = 0;
+  for (const r of rounds) {
+    if (r.serverCpuUsPerDelivery === null) return null;
+    cpu += r.serverCpuUsPerDelivery * r.delivered;
+    delivered += r.delivered;
+  }
+  return delivered > 0 ? cpu / delivered : null;
 }
 
 export function machine(): BenchReport['machine'] {
@@ -146,6 +184,7 @@ export function formatTable(report: BenchReport): string {
   const m = report.machine;
   const lines: string[] = [];
   lines.push(`herald bench: ${c.transport}, ${int(c.subscribers)} subscribers, ${c.size}-byte messages, ${c.duration} s per rate after ${c.warmup} s warm-up`
+    + `${c.repeat > 1 ? `, ${c.repeat} rounds per rate` : ''}`
     + `${c.sources > 1 ? `, ${c.sources} source addresses` : ''}${c.url ? `, target ${c.url}` : ''}`);
   lines.push(`${m.cpuModel}, ${m.cpus} CPUs, node ${m.node}, ${m.platform}/${m.arch}; load average before the run ${m.loadAverage.map((x) => x.toFixed(2)).join(' ')}`);
   lines.push('');
@@ -165,7 +204,7 @@ export function formatTable(report: BenchReport): string {
     }
     const q = report.ratios.find((x) => x.scenario === scenario);
     if (q) {
-      rows.push(['herald/baseline', int(q.rate), times(q.deliveriesPerSec), times(q.p50), '', times(q.p99), '', times(q.cpuUsPerDelivery), '', times(q.rssMiB), '', '']);
+      rows.push([q.rounds > 1 ? `herald/baseline (${q.rounds} rounds)` : 'herald/baseline', int(q.rate), times(q.deliveriesPerSec), times(q.p50), '', times(q.p99), '', times(q.cpuUsPerDelivery), '', times(q.rssMiB), '', '']);
     }
   }
   lines.push(table(rows, rightAlign));

@@ -258,6 +258,38 @@ describe('SocketBinding', () => {
     ws.close();
   });
 
+  test('coalesceMs: frames corked in different event-loop turns within the window leave in one write', async () => {
+    const r = await rig({ coalesceMs: 300 });
+    const opening = r.nextOpen();
+    const ws = await open(r.url);
+    const server = await opening;
+    const raw = (ws as unknown as { _socket: NodeJS.ReadableStream })._socket;
+    const chunks: number[] = [];
+    raw.on('data', (chunk: Buffer) => chunks.push(chunk.length));
+    const messages: string[] = [];
+    const three = new Promise<void>((resolve) =>
+      ws.on('message', (d) => {
+        messages.push(d.toString());
+        if (messages.length === 3) resolve();
+      }),
+    );
+    for (const text of ['one', 'two', 'three']) {
+      server.conn.cork();
+      assert.equal(server.conn.send(text), true);
+      await new Promise((resolve) => setImmediate(resolve)); // the next event-loop turn
+    }
+    assert.ok(server.conn.bufferedAmount > 0, 'still held after three turns');
+    await withTimeout(three, 2000, 'three messages');
+    assert.deepEqual(messages, ['one', 'two', 'three']);
+    assert.deepEqual(chunks, [textFrame('one').length + textFrame('two').length + textFrame('three').length], 'one write, one TCP read');
+    ws.close();
+  });
+
+  test('coalesceMs must be an integer from 0 to 1000', () => {
+    assert.throws(() => new SocketBinding<unknown>({ open: () => undefined, message: () => {}, close: () => {} }, { coalesceMs: 1001 }), /coalesceMs/);
+    assert.throws(() => new SocketBinding<unknown>({ open: () => undefined, message: () => {}, close: () => {} }, { coalesceMs: -1 }), /coalesceMs/);
+  });
+
   test('closes a consumer that stops reading with the configured code after what is queued, with bounded buffering', async () => {
     const maxBufferedBytes = 64 * 1024;
     const r = await rig({ maxBufferedBytes, slowConsumerCode: 4555, slowConsumerReason: 'too slow' });

@@ -51,6 +51,11 @@ export interface SocketBindingOptions {
   slowConsumerReason: string;
   /** Milliseconds after a server-side close before the socket is destroyed. Default 5,000. */
   closeGraceMs: number;
+  /**
+   * Write coalescing: milliseconds a connection holds its first write so that those that follow
+   * leave in the same socket write. 0 (default) = the writes of one event-loop turn. At most 1,000.
+   */
+  coalesceMs: number;
   logger: Logger;
 }
 
@@ -61,6 +66,7 @@ export const SOCKET_BINDING_DEFAULTS: Readonly<SocketBindingOptions> = Object.fr
   slowConsumerCode: 4008,
   slowConsumerReason: 'slow consumer',
   closeGraceMs: 5_000,
+  coalesceMs: 0,
   logger: silentLogger,
 });
 
@@ -172,11 +178,7 @@ export class SocketConnection<T = unknown> {
     if (this.corked || !this.raw || this.ws.readyState !== OPEN) return;
     this.corked = true;
     this.raw.cork();
-    corked.push(this as SocketConnection<unknown>);
-    if (!flushScheduled) {
-      flushScheduled = true;
-      setImmediate(flushCorked);
-    }
+    this.binding.corkList.add(this as SocketConnection<unknown>);
   }
 
   /** @internal Writes what `cork` held. */
@@ -253,15 +255,40 @@ export class SocketConnection<T = unknown> {
 
 // ---- one shared end-of-tick flush for every corked connection ---------------------------------
 
-const corked: SocketConnection<unknown>[] = [];
-let flushScheduled = false;
+/** Corked connections and the one timer that uncorks them all (per delay; shared at delay 0). */
+export class CorkList {
+  private readonly corked: SocketConnection<unknown>[] = [];
+  private scheduled = false;
+  readonly delayMs: number;
 
-function flushCorked(): void {
-  flushScheduled = false;
-  // Connections corked while flushing (a write callback sending more) are flushed in this loop too.
-  for (let i = 0; i < corked.length; i++) corked[i]!.uncork();
-  corked.length = 0;
+  constructor(delayMs: number) {
+    this.delayMs = delayMs;
+  }
+
+  add(conn: SocketConnection<unknown>): void {
+    this.corked.push(conn);
+    if (this.scheduled) return;
+    this.scheduled = true;
+    if (this.delayMs > 0) setTimeout(flushCorked, this.delayMs, this).unref();
+    else setImmediate(flushCorked, this);
+  }
+
+  /** @internal */
+  flush(): void {
+    this.scheduled = false;
+    const corked = this.corked;
+    // Connections corked while flushing (a write callback sending more) are flushed in this loop too.
+    for (let i = 0; i < corked.length; i++) corked[i]!.uncork();
+    corked.length = 0;
+  }
 }
+
+function flushCorked(list: CorkList): void {
+  list.flush();
+}
+
+/** Every binding without a coalescing delay shares this list: one flush per event-loop turn. */
+const endOfTurn = new CorkList(0);
 
 function destroyConnection(conn: SocketConnection<unknown>): void {
   conn.binding.options.logger.debug({}, 'websocket close handshake timed out: destroying the socket');
@@ -331,6 +358,8 @@ function ignore(): void {}
 
 export class SocketBinding<T> {
   readonly options: Readonly<SocketBindingOptions>;
+  /** @internal Where corked connections wait for their flush (coalesceMs). */
+  readonly corkList: CorkList;
   /** @internal */
   readonly handler: SocketHandler<T>;
   private readonly wss: WebSocketServer;
@@ -346,6 +375,7 @@ export class SocketBinding<T> {
 
   constructor(handler: SocketHandler<T>, options: Partial<SocketBindingOptions> = {}) {
     this.options = resolveBindingOptions(options);
+    this.corkList = this.options.coalesceMs > 0 ? new CorkList(this.options.coalesceMs) : endOfTurn;
     this.handler = handler;
     this.wss = new WebSocketServer({
       noServer: true,
@@ -498,6 +528,8 @@ export function resolveBindingOptions(options: Partial<SocketBindingOptions> = {
   if (o.pongWait !== undefined) checkNumber('socket option "pongWait"', o.pongWait, 0.001, false);
   checkNumber('socket option "maxBufferedBytes"', o.maxBufferedBytes, 1, true);
   checkNumber('socket option "closeGraceMs"', o.closeGraceMs, 0, true);
+  checkNumber('socket option "coalesceMs"', o.coalesceMs, 0, true);
+  if (o.coalesceMs > 1000) throw new TypeError('socket option "coalesceMs" must be at most 1000 (milliseconds)');
   if (!Number.isInteger(o.slowConsumerCode) || o.slowConsumerCode < 1000 || o.slowConsumerCode > 4999) {
     throw new RangeError(`socket option "slowConsumerCode" must be a close code (1000..4999), got ${String(o.slowConsumerCode)}`);
   }

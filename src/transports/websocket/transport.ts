@@ -46,6 +46,8 @@ export interface WebSocketTransportOptions {
   connectTimeout: number;
   /** Milliseconds a closed connection (slow consumer or other) may take before its socket is destroyed. Default 5,000. */
   slowConsumerGraceMs: number;
+  /** Write coalescing: milliseconds a connection holds its first event for those that follow. 0 (default) = one event-loop turn. At most 1,000. */
+  coalesceMs: number;
   /**
    * Rate limits and connections per address, shared with the other transports when the server
    * passes one instance to all. Default: a new `TransportLimits` with the defaults of LIMIT_DEFAULTS.
@@ -60,6 +62,7 @@ export const WEBSOCKET_DEFAULTS: Readonly<Omit<WebSocketTransportOptions, 'allow
   maxBufferedBytes: 1_048_576,
   connectTimeout: 10_000,
   slowConsumerGraceMs: 5_000,
+  coalesceMs: 0,
   logger: silentLogger,
 });
 
@@ -71,6 +74,8 @@ export function resolveWebSocketOptions(options: Partial<WebSocketTransportOptio
   checkNumber('websocket option "maxBufferedBytes"', o.maxBufferedBytes, 1, true);
   checkNumber('websocket option "connectTimeout"', o.connectTimeout, 1, true);
   checkNumber('websocket option "slowConsumerGraceMs"', o.slowConsumerGraceMs, 0, true);
+  checkNumber('websocket option "coalesceMs"', o.coalesceMs, 0, true);
+  if (o.coalesceMs > 1000) throw new TypeError('websocket option "coalesceMs" must be at most 1000 (milliseconds)');
   if (o.allowedOrigins !== undefined) {
     if (!Array.isArray(o.allowedOrigins) || !o.allowedOrigins.every((v) => typeof v === 'string')) {
       throw new TypeError('websocket option "allowedOrigins" must be an array of strings');
@@ -181,6 +186,7 @@ export class WebSocketTransport {
       slowConsumerCode: SLOW_CONSUMER,
       slowConsumerReason: 'slow consumer',
       closeGraceMs: this.options.slowConsumerGraceMs,
+      coalesceMs: this.options.coalesceMs,
       logger: this.logger,
     });
   }
