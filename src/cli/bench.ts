@@ -19,7 +19,7 @@ import type { LoadReply, LoadRequest, LoadStatus } from './bench/load.js';
 import { BENCH_HELP, type BenchOptions, isLoopbackHost, parseBenchArgs, UsageError } from './bench/options.js';
 import { procAvailable, sampleProcess } from './bench/procstat.js';
 import { Publisher } from './bench/publisher.js';
-import { type BenchReport, formatTable, machine, type ProfileSummary, Progress, ratios, type ScenarioResult, type ServerName } from './bench/report.js';
+import { type BenchReport, formatTable, type IdleFigure, machine, type ProfileSummary, Progress, ratios, type ScenarioResult, type ServerName } from './bench/report.js';
 import { type Integrity, nowUs, padFor } from './bench/verify.js';
 import type { Endpoint } from './bench/ws-subscriber.js';
 
@@ -82,6 +82,8 @@ interface Target {
   profileName: string | undefined;
   /** Measured windows, monotonic µs, to read the CPU profile over. */
   windows: [number, number][];
+  /** RSS before and after the subscribers opened (undefined when the server is not measured). */
+  idle: IdleFigure | undefined;
 }
 
 function endpointOf(url: string, apiKey: string | undefined): Endpoint {
@@ -154,7 +156,8 @@ async function openTarget(name: ServerName, opts: BenchOptions, progress: Progre
   if (opts.sources > 1 && !/^127\./.test(endpoint.host)) {
     throw new UsageError(`--sources needs an IPv4 loopback server address (the server is at ${endpoint.host})`);
   }
-  const target: Target = { name, url, endpoint, pid, server, loads: [], publisher: new Publisher(endpoint, opts.channel), subscribers: 0, profileName, windows: [] };
+  const target: Target = { name, url, endpoint, pid, server, loads: [], publisher: new Publisher(endpoint, opts.channel), subscribers: 0, profileName, windows: [], idle: undefined };
+  const rssBefore = pid ? sampleProcess(pid)?.rssBytes : undefined;
   progress.line(`${name} at ${url}${pid ? ` (pid ${pid})` : ''}: opening ${opts.subscribers.toLocaleString('en-US')} ${opts.transport} subscribers…`);
   const per = Math.ceil(opts.subscribers / opts.clients);
   const timeoutMs = opts.transport === 'poll' ? 20_000 : 15_000;
@@ -172,6 +175,20 @@ async function openTarget(name: ServerName, opts: BenchOptions, progress: Progre
   }));
   if (signal.aborted) throw new Error('interrupted');
   target.subscribers = opened.reduce((a, b) => a + b, 0);
+  if (pid && rssBefore !== undefined && target.subscribers > 0) {
+    // A second of idleness, so what the opening allocated and dropped is not counted.
+    await sleep(1_000, signal);
+    const rssIdle = sampleProcess(pid)?.rssBytes;
+    if (rssIdle !== undefined) {
+      target.idle = {
+        server: name,
+        connections: target.subscribers,
+        rssBeforeMiB: Math.round((rssBefore / MIB) * 10) / 10,
+        rssIdleMiB: Math.round((rssIdle / MIB) * 10) / 10,
+        bytesPerConnection: Math.round((rssIdle - rssBefore) / target.subscribers),
+      };
+    }
+  }
   return target;
 }
 
@@ -394,6 +411,7 @@ export async function runBench(argv: string[]): Promise<number> {
     machine: machine(),
     results: [],
     ratios: [],
+    idle: [],
     profiles: [],
     ok: false,
   };
@@ -427,6 +445,7 @@ export async function runBench(argv: string[]): Promise<number> {
     return 130;
   }
   report.ratios = ratios(report.results);
+  report.idle = targets.flatMap((t) => (t.idle ? [t.idle] : []));
   report.profiles = profiles(targets, opts);
   report.ok = failure === undefined && report.results.length > 0 && report.results.every((r) => r.ok);
   if (failure !== undefined) report.error = failure instanceof Error ? failure.message : String(failure);

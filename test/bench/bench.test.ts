@@ -57,6 +57,8 @@ describe('herald bench', () => {
     assert.equal(report.ratios.length, 1);
     assert.equal(report.ratios[0]!.rate, 50);
     assert.equal(report.ratios[0]!.rounds, 2);
+    assert.deepEqual(report.idle.map((i) => [i.server, i.connections]), [['herald', 20], ['baseline', 20]]);
+    for (const i of report.idle) assert.ok(i.rssIdleMiB > 10 && Number.isInteger(i.bytesPerConnection), JSON.stringify(i));
     assert.ok(report.ratios[0]!.deliveriesPerSec! > 0.5 && report.ratios[0]!.deliveriesPerSec! < 2);
   });
 

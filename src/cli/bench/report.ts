@@ -71,12 +71,25 @@ export interface ProfileSummary {
   top: { percent: number; name: string; where: string }[];
 }
 
+export interface IdleFigure {
+  server: ServerName;
+  /** Subscribers open at once (every one connected and subscribed). */
+  connections: number;
+  /** Server RSS before the first subscriber, and with all of them open and idle for a second. */
+  rssBeforeMiB: number;
+  rssIdleMiB: number;
+  /** (RSS idle - RSS before) ÷ connections. */
+  bytesPerConnection: number;
+}
+
 export interface BenchReport {
   version: 1;
   config: Omit<BenchOptions, 'help' | 'json' | 'quiet' | 'apiKey'>;
   machine: { node: string; platform: string; arch: string; cpus: number; cpuModel: string; loadAverage: number[] };
   results: ScenarioResult[];
   ratios: Ratio[];
+  /** What the open, idle subscribers cost each server, measured before the first rate. */
+  idle: IdleFigure[];
   profiles: ProfileSummary[];
   ok: boolean;
   /** Why the run stopped before its last scenario, if it did. */
@@ -214,6 +227,13 @@ export function formatTable(report: BenchReport): string {
     lines.push(report.config.transport === 'ws'
       ? 'Baseline: bench/baseline-ws-server.mjs, a raw `ws` server that frames each message once and writes the same bytes to every socket.'
       : `Baseline: bench/baseline-ws-server.mjs, its plain-http ${report.config.transport === 'sse' ? 'SSE' : 'long-poll'} endpoint: each message serialised once, the same string written to every ${report.config.transport === 'sse' ? 'stream' : 'waiting poll'}.`);
+  }
+  if (report.idle.length > 0) {
+    const parts = report.idle.map((i) => `${i.server} ${int(i.connections)} held, ${int(i.bytesPerConnection)} bytes each (RSS ${i.rssBeforeMiB.toFixed(1)} → ${i.rssIdleMiB.toFixed(1)} MiB)`);
+    const h = report.idle.find((i) => i.server === 'herald');
+    const b = report.idle.find((i) => i.server === 'baseline');
+    const q = h && b ? ratio(h.bytesPerConnection, b.bytesPerConnection) : null;
+    lines.push(`Idle ${c.transport} subscribers, before the first rate: ${parts.join('; ')}${q !== null ? `; herald/baseline ${times(q)}` : ''}.`);
   }
   const saturated = report.results.filter((r) => r.saturated);
   if (saturated.length > 0) {
