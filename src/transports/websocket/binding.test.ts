@@ -34,6 +34,24 @@ after(async () => {
   await Promise.all(rigs.map((r) => r.stop()));
 });
 
+/** A client connection whose TCP reads (chunk sizes) and first three messages are recorded. */
+async function watchedConnection(r: Rig): Promise<{ ws: WebSocket; server: Ctx; chunks: number[]; messages: string[]; three: Promise<void> }> {
+  const opening = r.nextOpen();
+  const ws = await open(r.url);
+  const server = await opening;
+  const raw = (ws as unknown as { _socket: NodeJS.ReadableStream })._socket;
+  const chunks: number[] = [];
+  raw.on('data', (chunk: Buffer) => chunks.push(chunk.length));
+  const messages: string[] = [];
+  const three = new Promise<void>((resolve) =>
+    ws.on('message', (d) => {
+      messages.push(d.toString());
+      if (messages.length === 3) resolve();
+    }),
+  );
+  return { ws, server, chunks, messages, three };
+}
+
 async function rig(options: Partial<SocketBindingOptions> = {}): Promise<Rig> {
   const opened: Ctx[] = [];
   const openWaiters: ((c: Ctx) => void)[] = [];
@@ -231,20 +249,7 @@ describe('SocketBinding', () => {
   });
 
   test('cork holds several frames until the end of the tick, then they leave in one write', async () => {
-    const r = await rig();
-    const opening = r.nextOpen();
-    const ws = await open(r.url);
-    const server = await opening;
-    const raw = (ws as unknown as { _socket: NodeJS.ReadableStream })._socket;
-    const chunks: number[] = [];
-    raw.on('data', (chunk: Buffer) => chunks.push(chunk.length));
-    const messages: string[] = [];
-    const three = new Promise<void>((resolve) =>
-      ws.on('message', (d) => {
-        messages.push(d.toString());
-        if (messages.length === 3) resolve();
-      }),
-    );
+    const { ws, server, chunks, messages, three } = await watchedConnection(await rig());
     server.conn.cork();
     const frame = textFrame('shared');
     assert.equal(server.conn.sendFrame(frame), true);
@@ -259,20 +264,7 @@ describe('SocketBinding', () => {
   });
 
   test('coalesceMs: frames corked in different event-loop turns within the window leave in one write', async () => {
-    const r = await rig({ coalesceMs: 300 });
-    const opening = r.nextOpen();
-    const ws = await open(r.url);
-    const server = await opening;
-    const raw = (ws as unknown as { _socket: NodeJS.ReadableStream })._socket;
-    const chunks: number[] = [];
-    raw.on('data', (chunk: Buffer) => chunks.push(chunk.length));
-    const messages: string[] = [];
-    const three = new Promise<void>((resolve) =>
-      ws.on('message', (d) => {
-        messages.push(d.toString());
-        if (messages.length === 3) resolve();
-      }),
-    );
+    const { ws, server, chunks, messages, three } = await watchedConnection(await rig({ coalesceMs: 300 }));
     for (const text of ['one', 'two', 'three']) {
       server.conn.cork();
       assert.equal(server.conn.send(text), true);
