@@ -15,7 +15,7 @@ import { join, resolve } from 'node:path';
 import { baselineServerSpec, forkLoad, heraldServerSpec, packageRoot, type ServerChild, type ServerSpec, startServer, stopAll, stopChild } from './bench/children.js';
 import { summarizeProfile } from './bench/cpuprofile.js';
 import { Histogram } from './bench/histogram.js';
-import type { LoadReply, LoadRequest, LoadStatus } from './bench/load.js';
+import type { LoadReply, LoadRequest, LoadStatus, Transport } from './bench/load.js';
 import { BENCH_HELP, type BenchOptions, isLoopbackHost, parseBenchArgs, UsageError } from './bench/options.js';
 import { procAvailable, sampleProcess } from './bench/procstat.js';
 import { Publisher } from './bench/publisher.js';
@@ -70,6 +70,8 @@ class LoadHandle {
 
 interface Target {
   name: ServerName;
+  /** The transport its subscribers use (the baseline's may differ: --baseline-transport). */
+  transport: Transport;
   url: string;
   endpoint: Endpoint;
   /** The process measured for CPU and RSS, if any. */
@@ -156,11 +158,12 @@ async function openTarget(name: ServerName, opts: BenchOptions, progress: Progre
   if (opts.sources > 1 && !/^127\./.test(endpoint.host)) {
     throw new UsageError(`--sources needs an IPv4 loopback server address (the server is at ${endpoint.host})`);
   }
-  const target: Target = { name, url, endpoint, pid, server, loads: [], publisher: new Publisher(endpoint, opts.channel), subscribers: 0, profileName, windows: [], idle: undefined };
+  const transport = name === 'baseline' ? opts.baselineTransport : opts.transport;
+  const target: Target = { name, transport, url, endpoint, pid, server, loads: [], publisher: new Publisher(endpoint, opts.channel), subscribers: 0, profileName, windows: [], idle: undefined };
   const rssBefore = pid ? sampleProcess(pid)?.rssBytes : undefined;
-  progress.line(`${name} at ${url}${pid ? ` (pid ${pid})` : ''}: opening ${opts.subscribers.toLocaleString('en-US')} ${opts.transport} subscribers…`);
+  progress.line(`${name} at ${url}${pid ? ` (pid ${pid})` : ''}: opening ${opts.subscribers.toLocaleString('en-US')} ${transport} subscribers…`);
   const per = Math.ceil(opts.subscribers / opts.clients);
-  const timeoutMs = opts.transport === 'poll' ? 20_000 : 15_000;
+  const timeoutMs = transport === 'poll' ? 20_000 : 15_000;
   const opened = await Promise.all(Array.from({ length: opts.clients }, async (_, i) => {
     const count = Math.max(0, Math.min(per, opts.subscribers - i * per));
     if (count === 0) return 0;
@@ -168,7 +171,7 @@ async function openTarget(name: ServerName, opts: BenchOptions, progress: Progre
     target.loads.push(load);
     // Opening many connections takes a while: allow about 10 ms each on top of the timeout.
     const reply = await load.ask({
-      type: 'open', endpoint, transport: opts.transport, channel: opts.channel, count, firstIndex: i * per, sources: sources(opts), timeoutMs,
+      type: 'open', endpoint, transport, channel: opts.channel, count, firstIndex: i * per, sources: sources(opts), timeoutMs,
     }, 'opened', timeoutMs + count * 10 + IPC_TIMEOUT_MS);
     if (reply.error) throw new Error(`${name}: ${reply.error}`);
     return reply.opened;
@@ -298,7 +301,7 @@ async function runScenario(t: Target, index: number, rate: number, opts: BenchOp
   const result: ScenarioResult = {
     scenario: index,
     server: t.name,
-    transport: opts.transport,
+    transport: t.transport,
     rate,
     subscribers: t.subscribers,
     connected: after.open,
@@ -327,7 +330,7 @@ async function runScenario(t: Target, index: number, rate: number, opts: BenchOp
   if (disconnected > 0 && index < opts.rates.length * opts.repeat - 1) {
     // Every scenario starts with every subscriber: replace those that were closed.
     progress.line(`${label}: reconnecting ${disconnected.toLocaleString('en-US')} subscribers for the next rate…`);
-    const timeoutMs = opts.transport === 'poll' ? 20_000 : 15_000;
+    const timeoutMs = t.transport === 'poll' ? 20_000 : 15_000;
     const replies = await Promise.all(t.loads.map((load) => load.ask({ type: 'refill', timeoutMs }, 'opened', timeoutMs + opts.subscribers * 10 + IPC_TIMEOUT_MS)));
     const failed = replies.find((r) => r.error);
     if (failed) throw new Error(`${t.name}: reconnecting subscribers: ${failed.error}`);
@@ -406,7 +409,7 @@ export async function runBench(argv: string[]): Promise<number> {
     config: {
       subscribers: opts.subscribers, rates: opts.rates, repeat: opts.repeat, duration: opts.duration, warmup: opts.warmup, size: opts.size,
       transport: opts.transport, sources: opts.sources, clients: opts.clients, channel: opts.channel, baseline: opts.baseline,
-      url: opts.url, pid: opts.pid, allowRemote: opts.allowRemote, serverCpuProf: opts.serverCpuProf, serverArgs: opts.serverArgs,
+      baselineTransport: opts.baselineTransport, url: opts.url, pid: opts.pid, allowRemote: opts.allowRemote, serverCpuProf: opts.serverCpuProf, serverArgs: opts.serverArgs,
     },
     machine: machine(),
     results: [],

@@ -188,12 +188,16 @@ export class Hub {
 
   /** Checks credentials and returns the client's context (a new client id). */
   async authenticate(token: string | undefined, transport: string): Promise<ClientContext> {
-    const auth = this.hooks.authenticate ? await this.hooks.authenticate(token, transport) : {};
-    const client: { id: string; transport: string; user?: string; permissions?: Permissions; expiresAt?: number } = { id: randomId(16), transport };
-    if (auth.user !== undefined) client.user = auth.user;
-    if (auth.permissions) client.permissions = auth.permissions;
-    if (auth.expiresAt !== undefined && Number.isFinite(auth.expiresAt)) client.expiresAt = auth.expiresAt;
-    return client;
+    return this.admit(token, transport);
+  }
+
+  /**
+   * @internal `authenticate` without a promise when there is no `authenticate` hook: the
+   * long-poll hot path (a busy client polls once per answer) skips the microtask hops.
+   */
+  admit(token: string | undefined, transport: string): ClientContext | Promise<ClientContext> {
+    if (!this.hooks.authenticate) return clientContext({}, transport);
+    return Promise.resolve(this.hooks.authenticate(token, transport)).then((auth) => clientContext(auth, transport));
   }
 
   /** Tracks a live session; one with `client.expiresAt` is disconnected (4003, reconnect) when it passes. */
@@ -243,6 +247,15 @@ export class Hub {
 
   /** Throws `forbidden` unless `client` may do `action` on `channel`. No client = the server itself. */
   async authorize(action: Action, client: ClientContext | undefined, channel: string): Promise<void> {
+    return this.permit(action, client, channel);
+  }
+
+  /**
+   * @internal `authorize` without a promise when the `authorize` hook (if any) answers
+   * synchronously: returns undefined when allowed, a promise when the hook's answer is one,
+   * throws `forbidden` when refused.
+   */
+  permit(action: Action, client: ClientContext | undefined, channel: string): void | Promise<void> {
     if (client) {
       let allowed: boolean;
       if (client.permissions) allowed = client.permissions[action].some((p) => matchPattern(p, channel));
@@ -250,11 +263,16 @@ export class Hub {
         const ns = this.namespaces.forChannel(channel);
         allowed = action === 'publish' ? ns.anonymousPublish : ns.anonymousSubscribe;
       }
-      if (!allowed) throw new HeraldError('forbidden', `not allowed to ${action} on this channel`);
+      if (!allowed) throw forbidden(action);
     }
-    if (this.hooks.authorize && !(await this.hooks.authorize(action, client, channel))) {
-      throw new HeraldError('forbidden', `not allowed to ${action} on this channel`);
+    if (!this.hooks.authorize) return;
+    const verdict = this.hooks.authorize(action, client, channel);
+    if (isThenable(verdict)) {
+      return Promise.resolve(verdict).then((ok) => {
+        if (!ok) throw forbidden(action);
+      });
     }
+    if (!verdict) throw forbidden(action);
   }
 
   // ---- publish -----------------------------------------------------------------------------
@@ -511,4 +529,20 @@ function sessionExpiry(hub: Hub, session: Session): void {
 
 export function clientInfo(client: ClientContext): ClientInfo {
   return client.user === undefined ? { client: client.id } : { client: client.id, user: client.user };
+}
+
+function clientContext(auth: AuthResult, transport: string): ClientContext {
+  const client: { id: string; transport: string; user?: string; permissions?: Permissions; expiresAt?: number } = { id: randomId(16), transport };
+  if (auth.user !== undefined) client.user = auth.user;
+  if (auth.permissions) client.permissions = auth.permissions;
+  if (auth.expiresAt !== undefined && Number.isFinite(auth.expiresAt)) client.expiresAt = auth.expiresAt;
+  return client;
+}
+
+function forbidden(action: Action): HeraldError {
+  return new HeraldError('forbidden', `not allowed to ${action} on this channel`);
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as PromiseLike<unknown> | null)?.then === 'function';
 }

@@ -43,8 +43,9 @@ export interface LongPollOptions {
   /** Milliseconds a channel's relay stays subscribed with no poll waiting on it. Default 30,000. */
   relayIdleMs: number;
   /**
-   * Write coalescing: milliseconds a poll waits after its first event, so that those that follow
-   * leave in the same answer. 0 (default) = the events of one event-loop turn. At most 1,000.
+   * Write coalescing: an answer leaves this many milliseconds after its oldest event was published
+   * (at once when that has passed), so the events that follow within the window go in the same
+   * answer. 0 (default) = the events of one event-loop turn. At most 1,000.
    */
   coalesceMs: number;
   /** Rate and connection limits per client address (transports/limits.ts); the server shares one instance. Default: a new one with the defaults. */
@@ -66,6 +67,14 @@ export const LONG_POLL_DEFAULTS: Readonly<LongPollOptions> = Object.freeze({
 
 const JSON_TYPE = 'application/json; charset=utf-8';
 
+/** A checked `GET /poll`, before its client is known. */
+interface PollRequest {
+  res: ServerResponse;
+  channels: string[];
+  timeout: number;
+  cursor: Cursor | undefined;
+}
+
 const kPoll = Symbol('herald.longPoll');
 type TaggedResponse = ServerResponse & { [kPoll]?: Poll };
 
@@ -85,6 +94,9 @@ const STARTING = 0;
 const LIVE = 1;
 const CLOSED = 2;
 
+/** Most recent events a relay keeps for polls that come back a little behind. */
+const RELAY_RECENT_MAX = 1024;
+
 /** The one hub subscription of a channel that polls wait on. */
 class Relay implements Subscriber {
   readonly client: ClientContext;
@@ -98,18 +110,55 @@ class Relay implements Subscriber {
   /** When `waiting` last became empty (ms). */
   idleSince = Date.now();
   ready: Promise<void> = Promise.resolve();
+  /**
+   * The last live events, contiguous offsets ending at `offset` (a ring of `recent.length`
+   * slots; none on channels whose history expires or is deleted on read: those read history).
+   * A poll whose cursor falls inside is answered from here: no history read, no promise.
+   */
+  private readonly recent: OutgoingEvent[];
+  private recentCount = 0;
+  private recentEnd = 0;
 
-  constructor(channel: string, id: string) {
+  constructor(channel: string, id: string, keep: number) {
     this.channel = channel;
     this.client = Object.freeze({ id, transport: 'poll' });
+    this.recent = new Array<OutgoingEvent>(keep);
   }
 
   deliver(out: OutgoingEvent): number {
-    this.epoch = out.event.epoch;
-    this.offset = out.event.offset;
+    const event = out.event;
+    const keep = this.recent.length;
+    if (keep > 0) {
+      // A jump (another epoch, a gap) starts the run of recent events afresh.
+      if (event.epoch !== this.epoch || event.offset !== this.offset + 1) this.recentCount = 0;
+      this.recent[this.recentEnd] = out;
+      this.recentEnd = (this.recentEnd + 1) % keep;
+      if (this.recentCount < keep) this.recentCount++;
+    }
+    this.epoch = event.epoch;
+    this.offset = event.offset;
     let n = 0;
     for (const poll of this.waiting) if (poll.offer(out)) n++;
     return n;
+  }
+
+  /**
+   * The recent events after `since`, oldest first, at most `max`; undefined when `since` is not
+   * inside what the relay holds (history must decide).
+   */
+  since(since: Position, max: number): OutgoingEvent[] | undefined {
+    if (since.epoch !== this.epoch || since.offset >= this.offset) return undefined;
+    const missed = this.offset - since.offset;
+    if (missed > this.recentCount) return undefined;
+    const keep = this.recent.length;
+    const n = Math.min(missed, max);
+    const out = new Array<OutgoingEvent>(n);
+    let at = (this.recentEnd - missed + keep) % keep;
+    for (let i = 0; i < n; i++) {
+      out[i] = this.recent[at]!;
+      at = at + 1 === keep ? 0 : at + 1;
+    }
+    return out;
   }
 
   leave(poll: Poll): void {
@@ -145,18 +194,29 @@ class Poll implements Flushable {
     this.res.on('close', onResponseClose);
   }
 
-  async start(timeoutSeconds: number): Promise<void> {
+  /** Joins the relays (waiting for any still subscribing), then waits for events. */
+  start(timeoutSeconds: number): void | Promise<void> {
     const transport = this.transport;
     const relays = this.channels.map((channel) => transport.relay(channel));
+    for (const relay of relays) if (relay.state === STARTING) return this.startWhenReady(relays, timeoutSeconds);
+    return this.join(relays, timeoutSeconds);
+  }
+
+  private async startWhenReady(relays: Relay[], timeoutSeconds: number): Promise<void> {
     try {
       for (const relay of relays) if (relay.state === STARTING) await relay.ready;
     } catch (err) {
       this.fail(err);
       return;
     }
+    return this.join(relays, timeoutSeconds);
+  }
+
+  private join(relays: Relay[], timeoutSeconds: number): void | Promise<void> {
     if (this.state !== 'starting') return;
     // From here to joining the relays: synchronous, so no live event slips between the check and the join.
-    const reads: string[] = [];
+    let reads: string[] | undefined;
+    const max = this.transport.options.maxEvents;
     for (const relay of relays) {
       if (relay.state !== LIVE) {
         this.fail(new HeraldError('unavailable', 'server shutting down'));
@@ -167,14 +227,19 @@ class Poll implements Flushable {
       if (!since) {
         if (this.cursorIn) this.recovered = false;
         this.positions.set(channel, { epoch: relay.epoch, offset: relay.offset });
-      } else {
-        this.positions.set(channel, since);
-        // Anywhere but at the channel's position (behind, ahead, another epoch): history decides.
-        if (since.epoch !== relay.epoch || since.offset !== relay.offset) {
-          (this.reading ??= new Map()).set(channel, []);
-          reads.push(channel);
-        }
+        continue;
       }
+      this.positions.set(channel, since);
+      if (since.epoch === relay.epoch && since.offset === relay.offset) continue;
+      // A little behind: the relay still has what was missed.
+      const recent = relay.since(since, max - this.queue.length);
+      if (recent) {
+        for (const out of recent) if (this.accept(out)) this.uncounted++;
+        continue;
+      }
+      // Anywhere else (further behind, ahead, another epoch): history decides.
+      (this.reading ??= new Map()).set(channel, []);
+      (reads ??= []).push(channel);
     }
     this.relays = relays;
     for (const relay of relays) relay.waiting.add(this);
@@ -183,7 +248,8 @@ class Poll implements Flushable {
     if (this.client.expiresAt !== undefined) waitMs = Math.max(0, Math.min(waitMs, this.client.expiresAt - Date.now()));
     this.timer = setTimeout(onPollTimeout, waitMs, this);
     this.timer.unref();
-    if (reads.length > 0) await this.catchUp(reads);
+    if (reads) return this.catchUp(reads);
+    if (this.queue.length > 0) this.scheduleAnswer();
   }
 
   /** Reads the channels it is behind on from history and merges the live events held meanwhile. */
@@ -201,7 +267,7 @@ class Poll implements Flushable {
       this.merge(reads[i]!, s.value);
     }
     this.reading = undefined;
-    if (this.queue.length > 0) this.transport.flusher.schedule(this);
+    if (this.queue.length > 0) this.scheduleAnswer();
   }
 
   private merge(channel: string, h: HistoryResult): void {
@@ -245,8 +311,19 @@ class Poll implements Flushable {
       return true;
     }
     if (this.queue.length >= this.transport.options.maxEvents || !this.accept(out)) return false;
-    if (this.reading === undefined) this.transport.flusher.schedule(this);
+    if (this.reading === undefined && (this.queue.length === 1 || this.queue.length >= this.transport.options.maxEvents)) this.scheduleAnswer();
     return true;
+  }
+
+  /**
+   * The answer leaves `coalesceMs` after its oldest event was published (at the end of this turn
+   * when that has passed or the window is 0): so an event never waits more than the window, and a
+   * poll that comes back behind after a slow round trip is answered at once.
+   */
+  private scheduleAnswer(): void {
+    // A full answer waits for nothing.
+    const readyAt = this.queue.length >= this.transport.options.maxEvents ? 0 : this.queue[0]!.event.timestamp;
+    this.transport.flusher.scheduleAt(this, readyAt);
   }
 
   flush(): void {
@@ -341,7 +418,13 @@ export class LongPollTransport {
     return this.relays.get(channel)?.waiting.size ?? 0;
   }
 
-  async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+  /**
+   * Serves `GET /poll`. Synchronous from the request to the wait when the hub's hooks answer
+   * synchronously (no `authenticate` hook, a synchronous `authorize`): the common case costs no
+   * promise; otherwise the same steps run asynchronously.
+   */
+  handle(req: IncomingMessage, res: ServerResponse, url: URL): void | Promise<void> {
+    let request: PollRequest;
     try {
       const channels = admitStreamRequest(req, res, url, { allowedOrigins: this.options.allowedOrigins, closing: this.closing, limits: this.limits, maxChannels: this.maxChannels });
       if (!channels) return;
@@ -352,18 +435,45 @@ export class LongPollTransport {
         cursor = decodeCursor(cursorText);
         if (!cursor) throw new HeraldError('bad_request', '"cursor" is not a valid cursor');
       }
-      const client = await this.hub.authenticate(url.searchParams.get('token') ?? undefined, 'poll');
+      request = { res, channels, timeout, cursor };
+      const client = this.hub.admit(url.searchParams.get('token') ?? undefined, 'poll');
+      if (client instanceof Promise) return this.admitLater(request, client);
       // The relays subscribe as the server: each poll's own right to subscribe is checked here.
-      for (const channel of channels) await this.hub.authorize('subscribe', client, channel);
-      if (res.destroyed || res.writableEnded) return;
-      const poll = new Poll(this, res, client, channels, cursor);
-      this.polls.add(poll);
-      await poll.start(timeout);
+      for (let i = 0; i < channels.length; i++) {
+        const pending = this.hub.permit('subscribe', client, channels[i]!);
+        if (pending) return this.admitLater(request, client, pending, i + 1);
+      }
+      return this.begin(request, client);
     } catch (err) {
-      const e = toHeraldError(err);
-      if (e.code === 'internal') this.options.logger.error({ err }, 'poll: request failed');
-      sendError(res, e);
+      this.refuse(res, err);
     }
+  }
+
+  /** `handle` when a hook answers with a promise. */
+  private async admitLater(request: PollRequest, client: ClientContext | Promise<ClientContext>, pending?: Promise<void>, next = 0): Promise<void> {
+    try {
+      const who = await client;
+      if (pending) await pending;
+      for (let i = next; i < request.channels.length; i++) await this.hub.permit('subscribe', who, request.channels[i]!);
+      await this.begin(request, who);
+    } catch (err) {
+      this.refuse(request.res, err);
+    }
+  }
+
+  private begin(request: PollRequest, client: ClientContext): void | Promise<void> {
+    const res = request.res;
+    if (res.destroyed || res.writableEnded) return;
+    const poll = new Poll(this, res, client, request.channels, request.cursor);
+    this.polls.add(poll);
+    const started = poll.start(request.timeout);
+    if (started) return started.catch((err: unknown) => this.refuse(res, err));
+  }
+
+  private refuse(res: ServerResponse, err: unknown): void {
+    const e = toHeraldError(err);
+    if (e.code === 'internal') this.options.logger.error({ err }, 'poll: request failed');
+    if (!res.headersSent && !res.writableEnded) sendError(res, e);
   }
 
   private parseTimeout(text: string | null): number {
@@ -388,7 +498,10 @@ export class LongPollTransport {
   relay(channel: string): Relay {
     const existing = this.relays.get(channel);
     if (existing) return existing;
-    const relay = new Relay(channel, `poll-relay-${++this.relayIds}`);
+    const ns = this.hub.namespaces.forChannel(channel).channel;
+    // Recent events stand in for history only where history keeps them as long: no TTL, no delete-on-read.
+    const keep = ns.historyTtlMs > 0 || ns.deleteAfterRead ? 0 : Math.min(ns.historySize, RELAY_RECENT_MAX);
+    const relay = new Relay(channel, `poll-relay-${++this.relayIds}`, keep);
     this.relays.set(channel, relay);
     relay.ready = this.hub.subscribe(relay, channel, undefined, (result) => {
       if (relay.state !== STARTING) return;

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { runBench } from '../../src/cli/bench.js';
 import { Histogram } from '../../src/cli/bench/histogram.js';
 import { parseBenchArgs } from '../../src/cli/bench/options.js';
-import { ratios, type BenchReport, type ScenarioResult } from '../../src/cli/bench/report.js';
+import { formatTable, ratios, type BenchReport, type ScenarioResult } from '../../src/cli/bench/report.js';
 import { SubState, Verifier, epochMatches, scanEvent, scanned } from '../../src/cli/bench/verify.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -97,6 +97,24 @@ describe('herald bench', () => {
     assert.throws(() => parseBenchArgs(['--url', 'http://10.0.0.1:8080']), /--allow-remote/);
     assert.equal(parseBenchArgs(['--url', 'http://10.0.0.1:8080', '--allow-remote']).url, 'http://10.0.0.1:8080');
     assert.deepEqual(parseBenchArgs(['--', '--config', 'x.yaml']).serverArgs, ['--config', 'x.yaml']);
+    assert.equal(parseBenchArgs(['--transport', 'sse']).baselineTransport, 'sse');
+    const mixed = parseBenchArgs(['--transport', 'poll', '--baseline-transport', 'ws']);
+    assert.deepEqual([mixed.transport, mixed.baselineTransport, mixed.baseline], ['poll', 'ws', true]);
+    assert.throws(() => parseBenchArgs(['--baseline-transport', 'smoke']), /--baseline-transport must be ws, sse or poll/);
+  });
+
+  it('--baseline-transport: herald on long-poll against the WebSocket baseline, in one run', { timeout: 40_000 }, async () => {
+    const run = await bench(['--subscribers', '20', '--rate', '50', '--duration', '1', '--warmup', '0', '--transport', 'poll', '--baseline-transport', 'ws', '--json', '--quiet'], 35_000);
+    assert.equal(run.code, 0, `exit ${run.code}\n${run.stderr}\n${run.stdout}`);
+    const report = JSON.parse(run.stdout) as BenchReport;
+    assert.equal(report.ok, true);
+    const text = formatTable(report);
+    assert.match(text, /herald bench: poll \(baseline: ws\)/);
+    assert.match(text, /Its subscribers use ws, herald's poll/);
+    assert.match(text, /herald\/baseline\s+50/);
+    assert.match(text, /Idle subscribers \(herald poll, baseline ws\)/);
+    assert.doesNotMatch(text, /Idle subscribers[^\n]*herald\/baseline/, 'no idle-bytes ratio across two transports');
+    assert.deepEqual(report.results.map((r) => [r.server, r.transport, r.delivered]), [['herald', 'poll', 1000], ['baseline', 'ws', 1000]]);
   });
 });
 

@@ -293,6 +293,66 @@ describe('long-poll relays (one hub subscription per channel, shared by its wait
     }
   });
 
+  it('coalesceMs counts from when the oldest event was published: a poll that comes back behind, past the window, is answered at once', async () => {
+    // Events stamped 10 s ago: older than any window.
+    const h = await startHarness({ engine: new MemoryEngine({ now: () => Date.now() - 10_000 }), poll: { coalesceMs: 1000 } });
+    try {
+      const { epoch } = await h.hub.history('late', { limit: 0 });
+      const cursor = encodeCursor(new Map([['late', { epoch, offset: 0 }]]));
+      await h.hub.publish('late', 'missed-1');
+      await h.hub.publish('late', 'missed-2');
+      const asked = Date.now();
+      const { json } = await getJson<PollAnswer>(h.base, `/poll?channel=late&timeout=10&cursor=${cursor}`);
+      const waited = Date.now() - asked;
+      assert.deepEqual(json.events.map((e) => e.data), ['missed-1', 'missed-2']);
+      assert.ok(waited < 1000, `a behind poll waited ${waited} ms: its events were already older than the window`);
+      assert.equal(h.poll.flusher.pendingAt, 0);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it("a poll a little behind is answered from the relay's recent events, without a history read; further behind, or on a TTL channel, history decides", async () => {
+    let reads = 0;
+    class CountingEngine extends MemoryEngine {
+      override async history(...args: Parameters<MemoryEngine['history']>) {
+        if (args[1].since) reads++;
+        return super.history(...args);
+      }
+    }
+    const h = await startHarness({ engine: new CountingEngine(), hub: { namespaces: { '': { historySize: 4 }, ttl: { historySize: 4, historyTtl: 60 } } } });
+    try {
+      for (const channel of ['recent', 'ttl:recent']) {
+        const warm = getJson<PollAnswer>(h.base, `/poll?channel=${channel}&timeout=10`);
+        await waitFor(() => h.poll.waitingOn(channel) === 1, 5000, 'relay live');
+        for (let i = 1; i <= 6; i++) await h.hub.publish(channel, i);
+        assert.equal((await warm).json.events[0]!.offset, 1);
+      }
+      const at = async (channel: string, offset: number): Promise<string> => {
+        const { epoch } = await h.hub.history(channel, { limit: 0 });
+        return encodeCursor(new Map([[channel, { epoch, offset }]]));
+      };
+      const near = (await getJson<PollAnswer>(h.base, `/poll?channel=recent&timeout=10&cursor=${await at('recent', 3)}`)).json;
+      assert.deepEqual(near.events.map((e) => e.offset), [4, 5, 6]);
+      assert.equal(near.recovered, true);
+      assert.deepEqual(offsets(near.cursor), { recent: 6 });
+      assert.equal(reads, 0, 'answered from the relay');
+
+      // Five behind, the relay (like history) keeps four: history says what was lost.
+      const far = (await getJson<PollAnswer>(h.base, `/poll?channel=recent&timeout=10&cursor=${await at('recent', 1)}`)).json;
+      assert.deepEqual(far.events.map((e) => e.offset), [3, 4, 5, 6]);
+      assert.equal(far.recovered, false);
+      assert.equal(reads, 1);
+
+      // Events of a TTL channel may have expired from history: the relay never stands in for it.
+      const ttl = (await getJson<PollAnswer>(h.base, `/poll?channel=ttl:recent&timeout=10&cursor=${await at('ttl:recent', 5)}`)).json;
+      assert.deepEqual(ttl.events.map((e) => e.offset), [6]);
+      assert.equal(reads, 2);
+    } finally {
+      await h.close();
+    }
+  });
+
   for (const when of ['before', 'after'] as const) {
     it(`merges live events published while a poll reads history (read ${when} the publishes): every offset once, in order`, async () => {
       let release: () => void = () => {};

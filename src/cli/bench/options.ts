@@ -23,6 +23,9 @@ Flags:
   --channel NAME       channel to publish on (default bench)
   --baseline           also run every scenario against a raw \`ws\` prepared-frame broadcast
                        server (bench/baseline-ws-server.mjs) and print herald/baseline ratios
+  --baseline-transport T  the baseline's subscribers use T instead of --transport (implies
+                       --baseline): \`--transport poll --baseline-transport ws\` compares
+                       herald's long-poll with the WebSocket baseline
   --repeat N           run each rate N times, herald and baseline alternating which goes first,
                        and pool the rounds into one ratio per rate (default 1): on a shared,
                        noisy machine this is steadier than any single round
@@ -53,6 +56,8 @@ export interface BenchOptions {
   clients: number;
   channel: string;
   baseline: boolean;
+  /** The transport of the baseline's subscribers (default: `transport`). */
+  baselineTransport: Transport;
   url: string | undefined;
   pid: number | undefined;
   apiKey: string | undefined;
@@ -69,7 +74,7 @@ export class UsageError extends Error {
   override name = 'UsageError';
 }
 
-const VALUE_FLAGS = new Set(['subscribers', 'rate', 'repeat', 'duration', 'warmup', 'size', 'transport', 'sources', 'clients', 'channel', 'url', 'pid', 'api-key', 'server-cpu-prof']);
+const VALUE_FLAGS = new Set(['subscribers', 'rate', 'repeat', 'duration', 'warmup', 'size', 'transport', 'sources', 'clients', 'channel', 'url', 'pid', 'api-key', 'server-cpu-prof', 'baseline-transport']);
 const BOOLEAN_FLAGS = new Set(['baseline', 'allow-remote', 'json', 'quiet', 'help']);
 
 function number(flag: string, text: string, min: number, max: number, integer: boolean): number {
@@ -84,6 +89,11 @@ function number(flag: string, text: string, min: number, max: number, integer: b
 export function isLoopbackHost(hostname: string): boolean {
   const h = hostname.replace(/^\[|\]$/g, '').toLowerCase();
   return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
+function transportFlag(flag: string, value: string): Transport {
+  if (value !== 'ws' && value !== 'sse' && value !== 'poll') throw new UsageError(`--${flag} must be ws, sse or poll (got "${value}")`);
+  return value;
 }
 
 export function parseBenchArgs(argv: readonly string[]): Readonly<BenchOptions> {
@@ -118,8 +128,8 @@ export function parseBenchArgs(argv: readonly string[]): Readonly<BenchOptions> 
 
   const rates = get('rate', '10,50,200,1000').split(',').map((r) => number('rate', r, 1, 100_000, false));
   if (rates.length > 16) throw new UsageError('--rate takes at most 16 rates');
-  const transport = get('transport', 'ws');
-  if (transport !== 'ws' && transport !== 'sse' && transport !== 'poll') throw new UsageError(`--transport must be ws, sse or poll (got "${transport}")`);
+  const transport = transportFlag('transport', get('transport', 'ws'));
+  const baselineTransport = transportFlag('baseline-transport', get('baseline-transport', transport));
   const channel = get('channel', 'bench');
   if (channel.length === 0 || channel.length > 200 || /[\u0000-\u001f\u007f]/.test(channel)) throw new UsageError('--channel must be 1 to 200 characters, no control characters');
 
@@ -153,7 +163,8 @@ export function parseBenchArgs(argv: readonly string[]): Readonly<BenchOptions> 
     sources,
     clients: number('clients', get('clients', '1'), 1, 16, true),
     channel,
-    baseline: flags.has('baseline'),
+    baseline: flags.has('baseline') || values.has('baseline-transport'),
+    baselineTransport,
     url,
     pid,
     apiKey: values.get('api-key'),

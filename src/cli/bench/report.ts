@@ -196,7 +196,9 @@ export function formatTable(report: BenchReport): string {
   const c = report.config;
   const m = report.machine;
   const lines: string[] = [];
-  lines.push(`herald bench: ${c.transport}, ${int(c.subscribers)} subscribers, ${c.size}-byte messages, ${c.duration} s per rate after ${c.warmup} s warm-up`
+  const baselineTransport = c.baselineTransport ?? c.transport;
+  const mixed = c.baseline && baselineTransport !== c.transport;
+  lines.push(`herald bench: ${c.transport}${mixed ? ` (baseline: ${baselineTransport})` : ''}, ${int(c.subscribers)} subscribers, ${c.size}-byte messages, ${c.duration} s per rate after ${c.warmup} s warm-up`
     + `${c.repeat > 1 ? `, ${c.repeat} rounds per rate` : ''}`
     + `${c.sources > 1 ? `, ${c.sources} source addresses` : ''}${c.url ? `, target ${c.url}` : ''}`);
   lines.push(`${m.cpuModel}, ${m.cpus} CPUs, node ${m.node}, ${m.platform}/${m.arch}; load average before the run ${m.loadAverage.map((x) => x.toFixed(2)).join(' ')}`);
@@ -224,16 +226,17 @@ export function formatTable(report: BenchReport): string {
   lines.push('');
   lines.push('Latency: from the publish request to the frame read by the subscriber (one monotonic clock). CPU µs/deliv: server user+system CPU in the window ÷ deliveries.');
   if (report.config.baseline) {
-    lines.push(report.config.transport === 'ws'
+    lines.push((baselineTransport === 'ws'
       ? 'Baseline: bench/baseline-ws-server.mjs, a raw `ws` server that frames each message once and writes the same bytes to every socket.'
-      : `Baseline: bench/baseline-ws-server.mjs, its plain-http ${report.config.transport === 'sse' ? 'SSE' : 'long-poll'} endpoint: each message serialised once, the same string written to every ${report.config.transport === 'sse' ? 'stream' : 'waiting poll'}.`);
+      : `Baseline: bench/baseline-ws-server.mjs, its plain-http ${baselineTransport === 'sse' ? 'SSE' : 'long-poll'} endpoint: each message serialised once, the same string written to every ${baselineTransport === 'sse' ? 'stream' : 'waiting poll'}.`)
+      + (mixed ? ` Its subscribers use ${baselineTransport}, herald's ${c.transport}: the ratios compare the two transports.` : ''));
   }
   if (report.idle.length > 0) {
     const parts = report.idle.map((i) => `${i.server} ${int(i.connections)} held, ${int(i.bytesPerConnection)} bytes each (RSS ${i.rssBeforeMiB.toFixed(1)} → ${i.rssIdleMiB.toFixed(1)} MiB)`);
     const h = report.idle.find((i) => i.server === 'herald');
     const b = report.idle.find((i) => i.server === 'baseline');
-    const q = h && b ? ratio(h.bytesPerConnection, b.bytesPerConnection) : null;
-    lines.push(`Idle ${c.transport} subscribers, before the first rate: ${parts.join('; ')}${q !== null ? `; herald/baseline ${times(q)}` : ''}.`);
+    const q = h && b && !mixed ? ratio(h.bytesPerConnection, b.bytesPerConnection) : null;
+    lines.push(`Idle ${mixed ? `subscribers (herald ${c.transport}, baseline ${baselineTransport})` : `${c.transport} subscribers`}, before the first rate: ${parts.join('; ')}${q !== null ? `; herald/baseline ${times(q)}` : ''}.`);
   }
   const saturated = report.results.filter((r) => r.saturated);
   if (saturated.length > 0) {
