@@ -75,6 +75,14 @@ export const SSE_DEFAULTS: Readonly<SseOptions> = Object.freeze({
 /** The shared part of an event on the SSE wire: encoded once per publish, written to every stream. */
 export const SSE_EVENT = defineEncoding((out) => 'event: event\ndata: ' + out.json + '\n\n');
 
+/**
+ * An event with its `id:` line for a stream of its channel alone (the common case): the cursor
+ * then holds just that event's position, the same for every such stream, so the whole frame is
+ * built once per publish — and its bytes too — instead of a cursor encode per stream.
+ */
+const SSE_SINGLE = defineEncoding((out) => 'id: ' + new CursorBuilder([[out.event.channel, out.event]]).toString() + '\n' + out.encoded(SSE_EVENT));
+const SSE_SINGLE_BYTES = defineEncoding((out) => Buffer.from(out.encoded(SSE_SINGLE), 'utf8'));
+
 const HEARTBEAT = ': heartbeat\n\n';
 
 // No explicit `connection: keep-alive`: node decides it from the request. Forcing it on a request
@@ -124,7 +132,11 @@ class SseStream implements Subscriber, Session, Flushable {
   private overflowed = false;
   private missed = 0;
   private builder: CursorBuilder | undefined;
+  /** Whether the stream has one channel: its live events use the shared `SSE_SINGLE` frames. */
+  private readonly single: boolean;
   private pending = '';
+  /** The only event pending (single-channel streams): written as its shared bytes. */
+  private pendingOne: OutgoingEvent | undefined;
   private readonly onReady: (result: SubscribeResult) => void;
 
   constructor(transport: SseTransport, res: ServerResponse, client: ClientContext, channels: string[], cursorIn: Cursor | undefined, cursorGiven: boolean) {
@@ -132,6 +144,7 @@ class SseStream implements Subscriber, Session, Flushable {
     this.res = res as TaggedResponse;
     this.client = client;
     this.channels = channels;
+    this.single = channels.length === 1;
     this.cursorIn = cursorIn;
     this.cursorGiven = cursorGiven;
     this.onReady = (result) => this.subscribed(result);
@@ -196,9 +209,19 @@ class SseStream implements Subscriber, Session, Flushable {
 
   deliver(out: OutgoingEvent): void {
     if (this.state === 'live') {
-      const builder = this.builder!;
-      builder.advance(out.event);
-      this.pending += 'id: ' + builder.toString() + '\n' + out.encoded(SSE_EVENT);
+      if (this.single) {
+        // The builder is not needed again: every later id comes from the event itself.
+        if (this.pending === '' && this.pendingOne === undefined) this.pendingOne = out;
+        else {
+          if (this.pendingOne) this.pending = this.pendingOne.encoded(SSE_SINGLE);
+          this.pendingOne = undefined;
+          this.pending += out.encoded(SSE_SINGLE);
+        }
+      } else {
+        const builder = this.builder!;
+        builder.advance(out.event);
+        this.pending += 'id: ' + builder.toString() + '\n' + out.encoded(SSE_EVENT);
+      }
       if (this.pending.length > this.transport.options.maxBufferedBytes) this.flush();
       else this.transport.flusher.schedule(this);
     } else if (this.state === 'starting' && !this.overflowed) {
@@ -207,8 +230,15 @@ class SseStream implements Subscriber, Session, Flushable {
   }
 
   flush(): void {
-    if (this.state !== 'live' || this.pending === '') return;
+    if (this.state !== 'live') return;
+    const one = this.pendingOne;
+    if (one === undefined && this.pending === '') return;
     if (this.isSlow()) return;
+    if (one !== undefined) {
+      this.pendingOne = undefined;
+      this.res.write(one.encoded(SSE_SINGLE_BYTES));
+      return;
+    }
     const chunk = this.pending;
     this.pending = '';
     this.res.write(chunk);
@@ -250,7 +280,7 @@ class SseStream implements Subscriber, Session, Flushable {
       sendError(this.res, new HeraldError('unavailable', reason));
       return;
     }
-    const tail = this.pending + 'event: disconnect\ndata: ' + JSON.stringify({ code, reason, reconnect }) + '\n\n';
+    const tail = (this.pendingOne ? this.pendingOne.encoded(SSE_SINGLE) : this.pending) + 'event: disconnect\ndata: ' + JSON.stringify({ code, reason, reconnect }) + '\n\n';
     this.pending = '';
     this.close();
     this.res.end(tail);
@@ -267,6 +297,7 @@ class SseStream implements Subscriber, Session, Flushable {
     const wasLive = this.state === 'live';
     this.state = 'closed';
     this.pending = '';
+    this.pendingOne = undefined;
     this.queue = [];
     this.transport.flusher.cancel(this);
     this.transport.forget(this);

@@ -92,6 +92,29 @@ describe('SSE', () => {
     c.abort();
   });
 
+  it('single-channel streams share one frame per event (built once), with ids that resume without a gap', async () => {
+    const a = new SseClient(h.base, '/sse?channel=solo');
+    const b = new SseClient(h.base, '/sse?channel=solo');
+    const both = new SseClient(h.base, '/sse?channel=solo&channel=solo2');
+    await Promise.all([ready(a), ready(b), ready(both)]);
+    await h.hub.publish('solo', 1); // alone in its turn: the shared bytes
+    await Promise.all([h.hub.publish('solo', 2), h.hub.publish('solo', 3)]); // one turn: one chunk
+    await waitFor(() => a.of('event').length === 3 && b.of('event').length === 3 && both.of('event').length === 3);
+    assert.deepEqual(a.of('event').map((m) => positions(m.id)), [{ solo: 1 }, { solo: 2 }, { solo: 3 }]);
+    assert.deepEqual(b.of('event').map((m) => [m.id, m.data]), a.of('event').map((m) => [m.id, m.data]));
+    assert.deepEqual(both.of('event').map((m) => positions(m.id)), [{ solo: 1, solo2: 0 }, { solo: 2, solo2: 0 }, { solo: 3, solo2: 0 }]);
+    const from = a.of('event')[0]!.id!;
+    a.abort();
+    b.abort();
+    both.abort();
+    await h.hub.publish('solo', 4);
+    const again = new SseClient(h.base, '/sse?channel=solo', { 'last-event-id': from });
+    assert.equal((await ready(again)).recovered, true);
+    await waitFor(() => again.of('event').length === 3);
+    assert.deepEqual(again.of('event').map((m) => eventOf(m).offset), [2, 3, 4]);
+    again.abort();
+  });
+
   it('resumes every channel from Last-Event-ID with no gap and no duplicate', async () => {
     const c1 = new SseClient(h.base, '/sse?channel=m1&channel=m2');
     await ready(c1);
