@@ -2,10 +2,19 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { FlushScheduler, type Flushable } from './flush.js';
 
-/** An item that records when it was flushed (Date.now()) and how often. */
-function recorder(): Flushable & { at: number[] } {
+/** An item that records when it was flushed (Date.now()) and how often; `flushed` settles at the first flush. */
+function recorder(): Flushable & { at: number[]; flushed: Promise<void> } {
   const at: number[] = [];
-  return { at, flush: () => at.push(Date.now()) };
+  let first: () => void = () => {};
+  const flushed = new Promise<void>((resolve) => (first = resolve));
+  return {
+    at,
+    flushed,
+    flush: () => {
+      at.push(Date.now());
+      first();
+    },
+  };
 }
 
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -32,7 +41,10 @@ describe('FlushScheduler.scheduleAt', () => {
     assert.equal(s.pendingAt, 2);
     await nextTurn();
     assert.deepEqual([a.at.length, b.at.length], [0, 0], 'still in the window');
-    while (a.at.length === 0) await new Promise((resolve) => setTimeout(resolve, 20));
+    // The scheduler's timers are unref'd: this ref'd one keeps the test alive and bounds the wait.
+    let guard: NodeJS.Timeout | undefined;
+    await Promise.race([a.flushed, new Promise((_, reject) => (guard = setTimeout(reject, 5_000, new Error('not flushed within 5 s'))))]);
+    clearTimeout(guard);
     assert.ok(a.at[0]! >= readyAt + 150, `flushed ${a.at[0]! - readyAt} ms after readyAt`);
     assert.deepEqual(b.at, a.at, 'the same timer flushed both');
     assert.equal(s.pendingAt, 0);
