@@ -336,8 +336,13 @@ describe('SocketBinding', () => {
     await r.released(deadServer);
     const took = Date.now() - started;
     assert.ok(took < 2 * 250 + 500, `terminated after ${took} ms`);
-    // Two more intervals: the answering peer is still there.
-    await new Promise((resolve) => setTimeout(resolve, 600));
+    // Two more pings answered: the answering peer is still there.
+    await new Promise<void>((resolve) => {
+      let pings = 0;
+      live.on('ping', () => {
+        if (++pings === 2) resolve();
+      });
+    });
     assert.equal(live.readyState, WebSocket.OPEN);
     assert.equal(r.binding.size, 1);
     dead.terminate();
