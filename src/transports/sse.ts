@@ -21,8 +21,8 @@
  * Per-event cost: the `event: event\ndata: …\n\n` part is encoded once per publish (shared by every
  * stream, `SSE_EVENT`); only the `id:` line is per stream, built by `CursorBuilder`, which re-encodes
  * only the changed channel's piece of the cursor (see http-stream/cursor.ts). Events that become
- * ready in the same event-loop turn leave in one `res.write` (one shared scheduled flush for every
- * stream). A stream whose unsent data exceeds `maxBufferedBytes` when more is to be written is
+ * ready in the same event-loop turn leave in one socket write (one shared scheduled flush for every
+ * stream; written straight to the socket as one framed chunk, see http-stream/body.ts). A stream whose unsent data exceeds `maxBufferedBytes` when more is to be written is
  * ended after what is already queued (its socket destroyed `endGraceMs` later if still open); every
  * event it received carries a correct id, so the client resumes with Last-Event-ID without loss or
  * duplicate. The same holds for a resume whose backlog (missed events) exceeds `maxBufferedBytes`:
@@ -33,6 +33,7 @@ import { decodeCursor, HeraldError, toHeraldError, type Cursor, type Position, t
 import { defineEncoding, OutgoingEvent, silentLogger, type ClientContext, type Hub, type Logger, type Session, type Subscriber } from '../core/index.js';
 import { sendError } from './http.js';
 import { CursorBuilder, startPosition } from './http-stream/cursor.js';
+import { chunkBytes, writeBody, writeBodyShared } from './http-stream/body.js';
 import { FlushScheduler, type Flushable } from './http-stream/flush.js';
 import { admitStreamRequest, isCoalesceMs, isOriginList, isPositiveInt, resolveOptions } from './http-stream/request.js';
 import { TransportLimits } from './limits.js';
@@ -82,6 +83,8 @@ export const SSE_EVENT = defineEncoding((out) => 'event: event\ndata: ' + out.js
  */
 const SSE_SINGLE = defineEncoding((out) => 'id: ' + new CursorBuilder([[out.event.channel, out.event]]).toString() + '\n' + out.encoded(SSE_EVENT));
 const SSE_SINGLE_BYTES = defineEncoding((out) => Buffer.from(out.encoded(SSE_SINGLE), 'utf8'));
+/** The same frame as one HTTP/1.1 chunk, for the socket of a chunked response (http-stream/body.ts). */
+const SSE_SINGLE_CHUNK = defineEncoding((out) => chunkBytes(out.encoded(SSE_SINGLE_BYTES)));
 
 const HEARTBEAT = ': heartbeat\n\n';
 
@@ -236,17 +239,17 @@ class SseStream implements Subscriber, Session, Flushable {
     if (this.isSlow()) return;
     if (one !== undefined) {
       this.pendingOne = undefined;
-      this.res.write(one.encoded(SSE_SINGLE_BYTES));
+      writeBodyShared(this.res, one.encoded(SSE_SINGLE_BYTES), one.encoded(SSE_SINGLE_CHUNK));
       return;
     }
     const chunk = this.pending;
     this.pending = '';
-    this.res.write(chunk);
+    writeBody(this.res, chunk);
   }
 
   heartbeat(): void {
     if (this.state !== 'live' || this.isSlow()) return;
-    this.res.write(HEARTBEAT);
+    writeBody(this.res, HEARTBEAT);
   }
 
   /**

@@ -18,7 +18,7 @@ export interface HarnessOptions {
   poll?: Partial<LongPollOptions>;
   golongpoll?: Partial<GolongpollOptions>;
   gpoll?: Partial<GpollOptions>;
-  /** Record every `res.write`/`res.end` chunk of SSE responses. */
+  /** Record every socket write of SSE responses. */
   spyWrites?: boolean;
 }
 
@@ -33,7 +33,7 @@ export interface Harness {
   port: number;
   /** Server-side SSE responses, in arrival order. */
   sseResponses: ServerResponse[];
-  /** Chunks written to SSE responses (with spyWrites). */
+  /** Writes to the sockets of SSE responses (with spyWrites). */
   sseWrites: string[];
   /** Errors that escaped a handler (must stay empty). */
   errors: unknown[];
@@ -93,16 +93,20 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   };
 }
 
+const kSpied = Symbol('spied');
+
+/**
+ * Records every write to the response's socket: what the peer receives, write by write (a chunk
+ * written through `res.write` shows as its pieces; one written straight to the socket as one).
+ */
 function spy(res: ServerResponse, into: string[]): void {
-  const write = res.write.bind(res) as (...args: unknown[]) => boolean;
-  const end = res.end.bind(res) as (...args: unknown[]) => ServerResponse;
-  (res as unknown as { write: (...args: unknown[]) => boolean }).write = (...args: unknown[]) => {
+  const socket = res.socket as (NonNullable<ServerResponse['socket']> & { [kSpied]?: true }) | null;
+  if (!socket || socket[kSpied]) return;
+  socket[kSpied] = true;
+  const write = socket.write.bind(socket) as (...args: unknown[]) => boolean;
+  (socket as unknown as { write: (...args: unknown[]) => boolean }).write = (...args: unknown[]) => {
     into.push(String(args[0]));
     return write(...args);
-  };
-  (res as unknown as { end: (...args: unknown[]) => ServerResponse }).end = (...args: unknown[]) => {
-    if (args[0] !== undefined && typeof args[0] !== 'function') into.push(String(args[0]));
-    return end(...args);
   };
 }
 

@@ -1,5 +1,6 @@
 import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import { decodeCursor, encodeCursor, HeraldError, type HeraldEvent } from '../../src/protocol/index.js';
 import { CursorBuilder } from '../../src/transports/http-stream/cursor.js';
 import { SseClient, http, range, startHarness, waitFor, type Harness, type SseMessage } from './helpers.js';
@@ -225,6 +226,65 @@ describe('SSE', () => {
     } finally {
       await other.close();
     }
+  });
+
+  it('streams to an HTTP/1.0 peer unframed: the body is plain SSE and ends with the connection', async () => {
+    const socket = connect(h.port, '127.0.0.1');
+    let raw = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (d: string) => (raw += d));
+    socket.write('GET /sse?channel=http10 HTTP/1.0\r\nHost: x\r\n\r\n');
+    await waitFor(() => raw.includes('event: ready'), 5000, 'ready');
+    await h.hub.publish('http10', 1); // alone in its turn: the shared single-channel frame
+    await Promise.all([h.hub.publish('http10', 2), h.hub.publish('http10', 3)]); // one write of two
+    await waitFor(() => raw.split('event: event').length - 1 === 3, 5000, 'three events');
+    socket.destroy();
+    const head = raw.slice(0, raw.indexOf('\r\n\r\n'));
+    assert.match(head, /^HTTP\/1\.1 200/);
+    assert.doesNotMatch(head, /transfer-encoding/i);
+    const body = raw.slice(head.length + 4);
+    for (const line of body.split('\n')) assert.match(line, /^(|retry: \d+|id: \S+|event: \w+|data: .*|: heartbeat)$/, `not an SSE line: ${JSON.stringify(line)}`);
+    const data = body.split('\n').filter((l) => l.startsWith('data: {"channel"')).map((l) => (JSON.parse(l.slice(6)) as HeraldEvent).data);
+    assert.deepEqual(data, [1, 2, 3]);
+  });
+
+  it('a pipelined stream waits for the response before it, then gets every event in order, correctly chunked', async () => {
+    const socket = connect(h.port, '127.0.0.1');
+    let raw = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (d: string) => (raw += d));
+    // A poll that holds the socket until 'pipe-a' has an event, then a stream queued behind it.
+    socket.write('GET /poll?channel=pipe-a&timeout=10 HTTP/1.1\r\nHost: x\r\n\r\nGET /sse?channel=pipe-b HTTP/1.1\r\nHost: x\r\n\r\n');
+    await waitFor(() => h.sse.size === 1 && h.sseResponses.at(-1)!.headersSent, 5000, 'the queued stream started');
+    await h.hub.publish('pipe-b', 'ü'); // while the stream does not own the socket
+    await Promise.all([h.hub.publish('pipe-b', '✓'), h.hub.publish('pipe-b', 'ß')]);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(raw, '', 'nothing of the stream goes out before the poll is answered');
+    await h.hub.publish('pipe-a', 'go');
+    await waitFor(() => raw.includes('event: ready'), 5000, 'the stream after the poll');
+    await h.hub.publish('pipe-b', '€'); // now straight to the socket: alone in its turn, then two in one
+    await Promise.all([h.hub.publish('pipe-b', '✓✓'), h.hub.publish('pipe-b', 'end')]);
+    await waitFor(() => raw.split('event: event').length - 1 === 6, 5000, 'six events');
+    socket.destroy();
+    const second = raw.indexOf('HTTP/1.1 200', 1);
+    assert.ok(raw.startsWith('HTTP/1.1 200') && second > 0, raw);
+    assert.match(raw.slice(0, second), /"go"/);
+    const streamHead = raw.slice(second, raw.indexOf('\r\n\r\n', second));
+    assert.match(streamHead, /transfer-encoding: chunked/i);
+    // Decode the chunked body: every chunk's size must match its bytes exactly.
+    let rest = raw.slice(second + streamHead.length + 4);
+    let body = '';
+    while (rest.length > 0) {
+      const eol = rest.indexOf('\r\n');
+      const size = Number.parseInt(rest.slice(0, eol), 16);
+      assert.ok(Number.isInteger(size) && size > 0, `chunk size line: ${JSON.stringify(rest.slice(0, 20))}`);
+      body += rest.slice(eol + 2, eol + 2 + size);
+      assert.equal(rest.slice(eol + 2 + size, eol + 4 + size), '\r\n', 'chunk trailer');
+      rest = rest.slice(eol + 4 + size);
+    }
+    const text = Buffer.from(body, 'latin1').toString('utf8');
+    const data = text.split('\n').filter((l) => l.startsWith('data: {"channel"')).map((l) => (JSON.parse(l.slice(6)) as HeraldEvent).data);
+    assert.deepEqual(data, ['ü', '✓', 'ß', '€', '✓✓', 'end']);
   });
 
   it('sends a heartbeat comment every heartbeatMs', async () => {
