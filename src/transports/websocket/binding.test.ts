@@ -263,6 +263,37 @@ describe('SocketBinding', () => {
     ws.close();
   });
 
+  test('one corked frame is held until the end of the tick, counted as buffered, then written as it is', async () => {
+    const { ws, server, chunks, messages, three } = await watchedConnection(await rig());
+    const frame = textFrame('alone');
+    server.conn.cork();
+    assert.equal(server.conn.sendFrame(frame), true);
+    assert.equal(server.conn.bufferedAmount, frame.length, 'held during the tick, and counted');
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(server.conn.bufferedAmount, 0, 'written at the end of the tick');
+    // The next turns: one frame each, and a binary message and a ping behind a held frame keep their order.
+    server.conn.cork();
+    server.conn.sendFrame(textFrame('second'));
+    const pinged = new Promise<void>((resolve) => ws.once('ping', () => resolve()));
+    server.conn.ping();
+    server.conn.sendBinary(Buffer.from('bin'));
+    await withTimeout(three, 2000, 'three messages');
+    await withTimeout(pinged, 2000, 'the ping');
+    assert.deepEqual(messages, ['alone', 'second', 'bin']);
+    assert.equal(chunks[0], frame.length, 'the held frame alone, in one write');
+    ws.close();
+  });
+
+  test('close() writes a held frame before the close frame', async () => {
+    const { ws, server, messages } = await watchedConnection(await rig());
+    const closed = closeOf(ws);
+    server.conn.cork();
+    assert.equal(server.conn.send('last words'), true);
+    server.conn.close(4321, 'bye');
+    assert.equal((await withTimeout(closed, 2000, 'close')).code, 4321);
+    assert.deepEqual(messages, ['last words']);
+  });
+
   test('coalesceMs: frames corked in different event-loop turns within the window leave in one write', async () => {
     const { ws, server, chunks, messages, three } = await watchedConnection(await rig({ coalesceMs: 300 }));
     for (const text of ['one', 'two', 'three']) {

@@ -22,10 +22,13 @@
  * - **Close grace**: a connection the server closes is destroyed if the close handshake has not
  *   completed `closeGraceMs` later (a paused peer never reads its close frame).
  * - **Batching**: `cork()` holds a connection's writes until the end of the current event-loop
- *   turn (setImmediate, after the I/O phase); one shared flush uncorks every corked socket. So the
- *   events of every publish handled in the same turn (several HTTP publishes, a Redis read that
+ *   turn (setImmediate, after the I/O phase); one shared flush writes every corked connection. So
+ *   the events of every publish handled in the same turn (several HTTP publishes, a Redis read that
  *   carried several events) leave each socket in one write. A corked connection that reaches the
- *   bound is flushed first, so corking never makes a consumer "slow".
+ *   bound is flushed first, so corking never makes a consumer "slow". The first frame of a turn is
+ *   only held (a reference, no copy); the socket itself is corked when a second one comes. So the
+ *   common case at modest rates, one event per connection per turn, costs one plain socket write
+ *   at the flush, as a hand-written broadcast does, without the stream's cork buffering.
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -97,6 +100,11 @@ type TaggedWebSocket = WebSocket & { [kConnection]?: SocketConnection<unknown> }
 const OPEN = WebSocket.OPEN;
 const TEXT = Object.freeze({ binary: false });
 const BINARY = Object.freeze({ binary: true });
+
+/** `SocketConnection.corked` */
+const NOT_CORKED = 0;
+const HOLDING = 1;
+const SOCKET_CORKED = 2;
 /** A write callback (`send`'s optional last argument): called once the bytes are handed to the kernel, or with an error. */
 export type WriteCallback = (err?: Error | null) => void;
 
@@ -108,8 +116,10 @@ export class SocketConnection<T = unknown> {
   pingTick = 0;
   /** @internal Keep-alive tick of the oldest unanswered ping; -1 when none. */
   unansweredTick = -1;
-  /** @internal Corked until the shared end-of-tick flush. */
-  corked = false;
+  /** @internal NOT_CORKED, HOLDING (corked: at most one frame held in `held`) or SOCKET_CORKED (the socket's own cork holds the writes). */
+  corked = NOT_CORKED;
+  /** The one frame held while HOLDING. */
+  private held: Buffer | undefined;
   /** @internal */
   readonly binding: SocketBinding<T>;
   private readonly ws: WebSocket;
@@ -133,7 +143,8 @@ export class SocketConnection<T = unknown> {
 
   /** Bytes accepted but not yet handed to the kernel. */
   get bufferedAmount(): number {
-    return this.ws.bufferedAmount;
+    const held = this.held;
+    return held === undefined ? this.ws.bufferedAmount : this.ws.bufferedAmount + held.length;
   }
 
   /** Reading is paused (`pause()`). */
@@ -160,8 +171,13 @@ export class SocketConnection<T = unknown> {
   sendFrame(frame: Buffer, callback?: WriteCallback): boolean {
     if (this.ws.readyState !== OPEN) return false;
     if (!this.fits(frame.length)) return this.overflow();
-    if (this.raw) this.raw.write(frame, callback);
-    else this.ws.send(framePayload(frame), TEXT, callback);
+    const raw = this.raw;
+    if (raw === undefined) this.ws.send(framePayload(frame), TEXT, callback);
+    else if (this.corked === HOLDING && this.held === undefined && callback === undefined) this.held = frame;
+    else {
+      if (this.corked === HOLDING) this.corkSocket();
+      raw.write(frame, callback);
+    }
     return true;
   }
 
@@ -169,23 +185,44 @@ export class SocketConnection<T = unknown> {
   sendBinary(data: Buffer | Uint8Array, callback?: WriteCallback): boolean {
     if (this.ws.readyState !== OPEN) return false;
     if (!this.fits(data.byteLength)) return this.overflow();
+    if (this.corked === HOLDING) this.corkSocket();
     this.ws.send(data, BINARY, callback);
     return true;
   }
 
   /** Holds this connection's writes until the end of this event-loop turn (one shared flush for all). */
   cork(): void {
-    if (this.corked || !this.raw || this.ws.readyState !== OPEN) return;
-    this.corked = true;
-    this.raw.cork();
+    if (this.corked !== NOT_CORKED || !this.raw || this.ws.readyState !== OPEN) return;
+    this.corked = HOLDING;
     this.binding.corkList.add(this as SocketConnection<unknown>);
   }
 
   /** @internal Writes what `cork` held. */
   uncork(): void {
-    if (!this.corked) return;
-    this.corked = false;
-    this.raw!.uncork();
+    const corked = this.corked;
+    if (corked === NOT_CORKED) return;
+    this.corked = NOT_CORKED;
+    if (corked === SOCKET_CORKED) {
+      this.raw!.uncork();
+      return;
+    }
+    const held = this.held;
+    if (held === undefined) return;
+    this.held = undefined;
+    // Closing (the peer's close frame arrived and ws answered it): nothing may follow the close
+    // frame. The client resumes from the last event it got.
+    if (this.ws.readyState === OPEN) this.raw!.write(held);
+  }
+
+  /** From HOLDING to the socket's own cork, the held frame first: what is written next queues behind it. */
+  private corkSocket(): void {
+    this.corked = SOCKET_CORKED;
+    const raw = this.raw!;
+    raw.cork();
+    const held = this.held;
+    if (held === undefined) return;
+    this.held = undefined;
+    raw.write(held);
   }
 
   /** Closes with `code` after what is already queued; destroyed if not closed `closeGraceMs` later. */
@@ -193,6 +230,8 @@ export class SocketConnection<T = unknown> {
     if (this.ws.readyState !== OPEN) return;
     // Read again if paused: the close handshake needs the peer's close frame.
     if (this.ws.isPaused) this.ws.resume();
+    // What is held goes before the close frame, in the same write.
+    if (this.corked === HOLDING) this.corkSocket();
     this.ws.close(code, closeReason(reason));
     this.uncork();
     this.closeTimer = setTimeout(destroyConnection, this.binding.options.closeGraceMs, this);
@@ -215,21 +254,24 @@ export class SocketConnection<T = unknown> {
 
   /** @internal */
   ping(): void {
-    if (this.ws.readyState === OPEN) this.ws.ping();
+    if (this.ws.readyState !== OPEN) return;
+    if (this.corked === HOLDING) this.corkSocket();
+    this.ws.ping();
   }
 
   /** @internal The socket is gone. */
   released(): void {
     if (this.closeTimer) clearTimeout(this.closeTimer);
     this.closeTimer = undefined;
-    this.corked = false;
+    this.corked = NOT_CORKED;
+    this.held = undefined;
   }
 
   private fits(bytes: number): boolean {
     const max = this.binding.options.maxBufferedBytes;
-    let buffered = this.ws.bufferedAmount;
+    let buffered = this.bufferedAmount;
     if (buffered === 0 || buffered + bytes <= max) return true;
-    if (!this.corked) return false;
+    if (this.corked === NOT_CORKED) return false;
     // Held by our own cork, not by the peer: hand it to the kernel and look again.
     this.uncork();
     buffered = this.ws.bufferedAmount;
