@@ -23,7 +23,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { decodeCursor, encodeCursor, HeraldError, toHeraldError, type Cursor, type HistoryResult, type Position } from '../protocol/index.js';
-import { OutgoingEvent, silentLogger, type ClientContext, type Hub, type Logger, type Subscriber } from '../core/index.js';
+import { defineEncoding, OutgoingEvent, silentLogger, type ClientContext, type Hub, type Logger, type Subscriber } from '../core/index.js';
 import { sendError } from './http.js';
 import { FlushScheduler, type Flushable } from './http-stream/flush.js';
 import { admitStreamRequest, isCoalesceMs, isOriginList, isPositiveInt, parseStrictInt, resolveOptions } from './http-stream/request.js';
@@ -66,6 +66,17 @@ export const LONG_POLL_DEFAULTS: Readonly<LongPollOptions> = Object.freeze({
 });
 
 const JSON_TYPE = 'application/json; charset=utf-8';
+
+/**
+ * The cursor of a one-channel answer that ends with this event: the same for every poll answered
+ * with it, so it is encoded once per publish, not once per answer.
+ */
+const CURSOR_AFTER = defineEncoding((out) => encodeCursor(new Map([[out.event.channel, out.event]])));
+
+/** Decoded request cursors kept (most polls of a channel come back with the same few cursors). */
+const CURSOR_CACHE_MAX = 256;
+/** Longer cursors (many channels) are decoded every time: the cache stays small. */
+const CURSOR_CACHE_TEXT_MAX = 512;
 
 /** A checked `GET /poll`, before its client is known. */
 interface PollRequest {
@@ -334,9 +345,12 @@ class Poll implements Flushable {
   answer(): void {
     if (this.state !== 'waiting') return;
     // Channels still being read answer with the position they asked from: nothing is skipped.
+    const queue = this.queue;
     let body = '{"events":[';
-    for (let i = 0; i < this.queue.length; i++) body += (i === 0 ? '' : ',') + this.queue[i]!.json;
-    body += '],"cursor":"' + encodeCursor(this.positions) + '","recovered":' + this.recovered + '}';
+    for (let i = 0; i < queue.length; i++) body += (i === 0 ? '' : ',') + queue[i]!.json;
+    const last = queue.length > 0 ? queue[queue.length - 1]! : undefined;
+    const cursor = last !== undefined && this.channels.length === 1 && this.positions.get(last.event.channel) === last.event ? last.encoded(CURSOR_AFTER) : encodeCursor(this.positions);
+    body += '],"cursor":"' + cursor + '","recovered":' + this.recovered + '}';
     if (this.uncounted > 0) this.transport.hub.countDelivered(this.uncounted);
     this.finish();
     this.res.writeHead(200, ['content-type', JSON_TYPE, 'cache-control', 'no-store', 'content-length', String(Buffer.byteLength(body))]);
@@ -379,6 +393,7 @@ export class LongPollTransport {
   private readonly limits: TransportLimits;
   private readonly polls = new Set<Poll>();
   private readonly relays = new Map<string, Relay>();
+  private readonly cursors = new Map<string, Cursor>();
   /** @internal When ready answers are written (coalesceMs). */
   readonly flusher: FlushScheduler;
   private sweeper: NodeJS.Timeout | undefined;
@@ -413,6 +428,11 @@ export class LongPollTransport {
     return this.relays.size;
   }
 
+  /** @internal Request cursors decoded and kept (bounded). */
+  get cachedCursors(): number {
+    return this.cursors.size;
+  }
+
   /** Polls waiting on `channel`'s relay. */
   waitingOn(channel: string): number {
     return this.relays.get(channel)?.waiting.size ?? 0;
@@ -432,7 +452,7 @@ export class LongPollTransport {
       const cursorText = url.searchParams.get('cursor');
       let cursor: Cursor | undefined;
       if (cursorText !== null && cursorText !== '') {
-        cursor = decodeCursor(cursorText);
+        cursor = this.decodeCursor(cursorText);
         if (!cursor) throw new HeraldError('bad_request', '"cursor" is not a valid cursor');
       }
       request = { res, channels, timeout, cursor };
@@ -474,6 +494,21 @@ export class LongPollTransport {
     const e = toHeraldError(err);
     if (e.code === 'internal') this.options.logger.error({ err }, 'poll: request failed');
     if (!res.headersSent && !res.writableEnded) sendError(res, e);
+  }
+
+  /**
+   * `decodeCursor` with a small cache: a poll's cursor is the previous answer's, and the polls of
+   * one channel answered with the same event come back with the same one. The maps are shared,
+   * read-only (a poll keeps its own positions).
+   */
+  private decodeCursor(text: string): Cursor | undefined {
+    const cached = this.cursors.get(text);
+    if (cached !== undefined) return cached;
+    const cursor = decodeCursor(text);
+    if (cursor === undefined || text.length > CURSOR_CACHE_TEXT_MAX) return cursor;
+    if (this.cursors.size >= CURSOR_CACHE_MAX) this.cursors.clear();
+    this.cursors.set(text, cursor);
+    return cursor;
   }
 
   private parseTimeout(text: string | null): number {
