@@ -271,11 +271,13 @@ async function runScenario(t: Target, index: number, rate: number, opts: BenchOp
   const disconnects: Record<string, number> = {};
   const problems: string[] = [];
   let deliveredTotal = 0;
+  let batches = 0;
   let firstUs = Infinity;
   let lastUs = 0;
   for (const c of collected) {
     latency.merge(c.scenario.latency);
     deliveredTotal += c.scenario.delivered;
+    batches += c.scenario.batches;
     if (c.scenario.delivered > 0 && c.scenario.firstUs < firstUs) firstUs = c.scenario.firstUs;
     if (c.scenario.lastUs > lastUs) lastUs = c.scenario.lastUs;
     for (const k of Object.keys(integrity) as (keyof Integrity)[]) integrity[k] += c.integrity[k];
@@ -308,6 +310,7 @@ async function runScenario(t: Target, index: number, rate: number, opts: BenchOp
     published: sent,
     expected,
     delivered: deliveredTotal,
+    eventsPerBatch: batches > 0 ? Math.round((deliveredTotal / batches) * 100) / 100 : null,
     seconds: Math.round(seconds * 1000) / 1000,
     deliveriesPerSec,
     shed,

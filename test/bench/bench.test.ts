@@ -53,7 +53,10 @@ describe('herald bench', () => {
       assert.ok(r.latencyMs.p50 > 0 && r.latencyMs.p50 <= r.latencyMs.p99 && r.latencyMs.p99 <= r.latencyMs.max && r.latencyMs.max < 5_000, `${r.server} latency ${JSON.stringify(r.latencyMs)}`);
       assert.ok(r.serverCpuUsPerDelivery !== null && r.serverCpuUsPerDelivery >= 0 && r.serverCpuUsPerDelivery < 10_000, `${r.server} CPU/delivery ${r.serverCpuUsPerDelivery}`);
       assert.ok(r.serverRssMiB !== null && r.serverRssMiB > 10 && r.serverRssMiB < 2_000, `${r.server} RSS ${r.serverRssMiB}`);
+      // At least one event per socket read, and no more than a subscriber was sent.
+      assert.ok(r.eventsPerBatch !== null && r.eventsPerBatch >= 1 && r.eventsPerBatch <= 50, `${r.server} events per batch ${r.eventsPerBatch}`);
     }
+    assert.match(formatTable(report), /Events per batch at the subscribers[^\n]*herald@50 \d+\.\d/);
     assert.equal(report.ratios.length, 1);
     assert.equal(report.ratios[0]!.rate, 50);
     assert.equal(report.ratios[0]!.rounds, 2);
@@ -115,6 +118,8 @@ describe('herald bench', () => {
     assert.match(text, /Idle subscribers \(herald poll, baseline ws\)/);
     assert.doesNotMatch(text, /Idle subscribers[^\n]*herald\/baseline/, 'no idle-bytes ratio across two transports');
     assert.deepEqual(report.results.map((r) => [r.server, r.transport, r.delivered]), [['herald', 'poll', 1000], ['baseline', 'ws', 1000]]);
+    const poll = report.results[0]!;
+    assert.ok(poll.eventsPerBatch !== null && poll.eventsPerBatch >= 1, `events per poll answer ${poll.eventsPerBatch}`);
   });
 });
 
@@ -139,8 +144,23 @@ describe('bench verification', () => {
     assert.equal(sub.position, 16);
     const s = v.takeScenario(0);
     assert.equal(s.delivered, 5);
+    assert.equal(s.batches, 0, 'no batch was begun');
     assert.equal(s.latency.count, 5);
     assert.equal(s.latency.max, 1000);
+  });
+
+  it('counts a batch once, for the scenario of its first counted delivery', () => {
+    const v = new Verifier('bench');
+    const sub = new SubState(0);
+    sub.start('e1', 0);
+    v.beginBatch();
+    feed(v, sub, [1, 2, 3]);
+    v.beginBatch();
+    feed(v, sub, [3, 4]); // a duplicate first: the batch counts at 4
+    v.beginBatch();
+    feed(v, sub, [5]);
+    const s = v.takeScenario(0);
+    assert.deepEqual([s.delivered, s.batches], [5, 3]);
   });
 
   it('reads the fields of an event wherever they are and flags another epoch', () => {

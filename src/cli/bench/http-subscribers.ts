@@ -91,6 +91,7 @@ export class SseSubscriber {
 
   private receive(chunk: Buffer): void {
     const now = nowUs();
+    this.verifier.beginBatch();
     let buf = chunk;
     if (this.pending) {
       buf = Buffer.concat([this.pending, chunk]);
@@ -218,6 +219,7 @@ export class PollSubscriber {
         this.verifier.problem(`subscriber ${sub.index}: a poll answer without events and cursor`);
         continue;
       }
+      this.verifier.beginBatch();
       for (const raw of answer.events as unknown[]) {
         const ev = raw as { offset?: unknown; epoch?: unknown; channel?: unknown; id?: unknown; data?: { t?: unknown; m?: unknown; pad?: unknown } };
         const t = ev.data?.t;

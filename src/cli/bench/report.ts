@@ -29,6 +29,12 @@ export interface ScenarioResult {
   /** published × subscribers connected at the start. */
   expected: number;
   delivered: number;
+  /**
+   * Deliveries ÷ batches the subscribers received them in: per poll answer for long-poll, per
+   * socket read for WebSocket and SSE (a read can join several writes when the subscriber lags).
+   * The server's write coalescing at work; null when nothing was delivered.
+   */
+  eventsPerBatch: number | null;
   /** Seconds from the first to the last delivery of the window, plus one publish interval (at least --duration). */
   seconds: number;
   deliveriesPerSec: number;
@@ -237,6 +243,11 @@ export function formatTable(report: BenchReport): string {
     const b = report.idle.find((i) => i.server === 'baseline');
     const q = h && b && !mixed ? ratio(h.bytesPerConnection, b.bytesPerConnection) : null;
     lines.push(`Idle ${mixed ? `subscribers (herald ${c.transport}, baseline ${baselineTransport})` : `${c.transport} subscribers`}, before the first rate: ${parts.join('; ')}${q !== null ? `; herald/baseline ${times(q)}` : ''}.`);
+  }
+  const batched = report.results.filter((r) => r.eventsPerBatch !== null);
+  if (batched.length > 0) {
+    lines.push('Events per batch at the subscribers (the server\'s write coalescing: per poll answer; for ws and sse per socket read, which can join writes when the subscriber lags): '
+      + batched.map((r) => `${r.server}@${r.rate} ${r.eventsPerBatch!.toFixed(1)}`).join(', ') + '.');
   }
   const saturated = report.results.filter((r) => r.saturated);
   if (saturated.length > 0) {

@@ -103,6 +103,8 @@ export interface Integrity {
 
 export interface ScenarioData {
   delivered: number;
+  /** Batches that carried the scenario's deliveries (see `Verifier.beginBatch`). */
+  batches: number;
   firstUs: number;
   lastUs: number;
   latency: HistogramData;
@@ -110,6 +112,7 @@ export interface ScenarioData {
 
 class ScenarioAcc {
   delivered = 0;
+  batches = 0;
   firstUs = 0;
   lastUs = 0;
   latency = new Histogram();
@@ -126,12 +129,23 @@ export class Verifier {
   private sampleCounter = 0;
   /** Deliveries of any scenario since the start (for progress). */
   total = 0;
+  /** A batch began and its first delivery has not been counted yet. */
+  private batchOpen = false;
 
   constructor(readonly channel: string) {}
 
   problem(text: string): void {
     this.integrity.invalid++;
     if (this.problems.length < 10) this.problems.push(text);
+  }
+
+  /**
+   * What the subscriber read next arrived together: one poll answer, or one socket read of a
+   * stream (which joins several server writes when the subscriber lags). Counted for the scenario
+   * of its first delivery: events per batch shows the server's write coalescing.
+   */
+  beginBatch(): void {
+    this.batchOpen = true;
   }
 
   /** One event for `sub`. `epochOk` is false when the event names another epoch. */
@@ -166,6 +180,10 @@ export class Verifier {
       this.scenarios.set(m, acc);
     }
     acc.delivered++;
+    if (this.batchOpen) {
+      this.batchOpen = false;
+      acc.batches++;
+    }
     acc.lastUs = now;
     acc.latency.record(now - t);
   }
@@ -197,7 +215,7 @@ export class Verifier {
   takeScenario(m: number): ScenarioData {
     const acc = this.scenarios.get(m) ?? new ScenarioAcc();
     this.scenarios.delete(m);
-    return { delivered: acc.delivered, firstUs: acc.firstUs, lastUs: acc.lastUs, latency: acc.latency.toJSON() };
+    return { delivered: acc.delivered, batches: acc.batches, firstUs: acc.firstUs, lastUs: acc.lastUs, latency: acc.latency.toJSON() };
   }
 
   takeIntegrity(): Integrity {

@@ -138,6 +138,7 @@ export class WsSubscriber {
 
   private receive(chunk: Buffer): void {
     const now = nowUs();
+    this.verifier.beginBatch();
     let buf = chunk;
     if (this.pending) {
       buf = Buffer.concat([this.pending, chunk]);
