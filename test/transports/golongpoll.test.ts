@@ -274,6 +274,32 @@ describe('golongpoll', () => {
     assert.equal(origin.body, '{"error": "Origin not allowed."}');
   });
 
+  it('polls stay out of presence and cause no join/leave (as herald\'s own long-poll); the category\'s permission is still checked', async () => {
+    const p = await startHarness({ hub: { namespaces: { '': { historySize: 100 }, room: { joinLeave: true }, locked: { anonymousSubscribe: false } } } });
+    try {
+      const seen: string[] = [];
+      const watcher = { client: { id: 'watcher', transport: 'test' }, deliver: () => {}, onPresence: (kind: string, _c: string, info: { client: string }) => seen.push(`${kind}:${info.client}`) };
+      await p.hub.subscribe(watcher, 'room:a');
+      const pending = http(p.base, '/golongpoll/events?timeout=10&category=room:a');
+      await waitFor(() => p.golongpoll.size === 1 && p.hub.stats().subscriptions === 2, 5000, 'the poll waiting');
+      assert.deepEqual((await p.hub.presence('room:a')).map((c) => c.client), ['watcher']);
+      await p.hub.publish('room:a', 'hi');
+      const answer = await pending;
+      assert.deepEqual((JSON.parse(answer.body) as { events: GlpEvent[] }).events.map((e) => e.data), ['hi']);
+      await waitFor(() => p.hub.stats().subscriptions === 1, 5000, 'the poll unsubscribed');
+      assert.deepEqual(seen, [], 'no join or leave for a poll');
+      // Anonymous clients may not subscribe to locked:*, with or without since_time.
+      for (const q of ['', '&since_time=1']) {
+        const refused = await http(p.base, `/golongpoll/events?timeout=1&category=locked:x${q}`);
+        assert.equal(refused.status, 403, `since_time ${q || 'absent'}: ${refused.body}`);
+        assert.equal(Object.keys(JSON.parse(refused.body)).join(), 'error');
+      }
+      assert.equal(p.golongpoll.size, 0);
+    } finally {
+      await p.close();
+    }
+  });
+
   it('never skips events published in the same millisecond when resuming with since_time + last_id', async () => {
     const frozen = await startHarness({ engine: new MemoryEngine({ now: () => 1_700_000_000_000 }) });
     try {

@@ -30,6 +30,9 @@
  * arg, must be non-nil."}. Herald's own refusals keep golongpoll's shape: {"error": "<message>"} with
  * the error's status (401, 403, 413, 503).
  *
+ * Polls stay out of presence and join/leave (`internal` subscribers, as herald's long-poll relays);
+ * each poll's right to subscribe is checked before its history look-up.
+ *
  * Credentials (herald's, golongpoll has none): `Authorization: Bearer <token>` (the clients'
  * extra-headers option) or a `token` query parameter; without one the client is anonymous and the
  * namespace rules apply. A poll whose token expires before its timeout is answered with the timeout
@@ -250,6 +253,12 @@ function onPollTimeout(poll: GlpPoll): void {
 
 class GlpPoll implements Subscriber, Flushable {
   readonly client: ClientContext;
+  /**
+   * Out of presence and join/leave, as herald's own long-poll: a poll has no connection to be
+   * present on, and one subscription per poll made presence flicker with every answer. Its right
+   * to subscribe is checked here instead (`start`).
+   */
+  readonly internal = true;
   private state: 'starting' | 'waiting' | 'done' = 'starting';
   private readonly transport: GolongpollTransport;
   private readonly res: TaggedResponse;
@@ -275,6 +284,8 @@ class GlpPoll implements Subscriber, Flushable {
   async start(category: string, sinceTime: number | undefined, lastId: string | undefined, timeoutSeconds: number): Promise<void> {
     const hub = this.transport.hub;
     try {
+      await hub.authorize('subscribe', this.client, category);
+      if (this.done) return;
       const since = sinceTime === undefined ? undefined : await this.position(category, sinceTime, lastId);
       if (this.done) return;
       await hub.subscribe(this, category, since, this.onReady);
@@ -305,7 +316,6 @@ class GlpPoll implements Subscriber, Flushable {
    */
   private async position(category: string, sinceTime: number, lastId: string | undefined): Promise<Position> {
     const hub = this.transport.hub;
-    await hub.authorize('subscribe', this.client, category);
     const ns = hub.namespaces.forChannel(category);
     const newest = await hub.engine.history(category, { limit: 1 }, ns.channel);
     const top = newest.events[0];
