@@ -452,7 +452,7 @@ export class LongPollTransport {
       const cursorText = url.searchParams.get('cursor');
       let cursor: Cursor | undefined;
       if (cursorText !== null && cursorText !== '') {
-        cursor = this.decodeCursor(cursorText);
+        cursor = this.cursorOf(cursorText);
         if (!cursor) throw new HeraldError('bad_request', '"cursor" is not a valid cursor');
       }
       request = { res, channels, timeout, cursor };
@@ -501,7 +501,7 @@ export class LongPollTransport {
    * one channel answered with the same event come back with the same one. The maps are shared,
    * read-only (a poll keeps its own positions).
    */
-  private decodeCursor(text: string): Cursor | undefined {
+  private cursorOf(text: string): Cursor | undefined {
     const cached = this.cursors.get(text);
     if (cached !== undefined) return cached;
     const cursor = decodeCursor(text);

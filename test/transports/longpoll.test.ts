@@ -218,16 +218,16 @@ describe('long-poll relays (one hub subscription per channel, shared by its wait
   it('one-channel answers that end with the same event carry the same cursor, whatever each poll started from', async () => {
     const h = await startHarness();
     try {
-    const epoch = (await h.hub.history('same-end', { limit: 0 })).epoch;
-    for (const n of range(1, 5)) await h.hub.publish('same-end', n);
-    const answers = await Promise.all([0, 2, 4].map((from) => getJson<PollAnswer>(h.base, `/poll?channel=same-end&timeout=5&cursor=${encodeCursor(new Map([['same-end', { epoch, offset: from }]]))}`)));
-    assert.deepEqual(answers.map((a) => a.json.events.map((e) => e.data)), [[1, 2, 3, 4, 5], [3, 4, 5], [5]]);
-    const expected = encodeCursor(new Map([['same-end', { epoch, offset: 5 }]]));
-    for (const a of answers) assert.equal(a.json.cursor, expected);
-    // Two channels: both positions, the quiet one where it was.
-    const two = await getJson<PollAnswer>(h.base, `/poll?channel=same-end&channel=quiet-one&timeout=5&cursor=${encodeCursor(new Map([['same-end', { epoch, offset: 4 }]]))}`);
-    assert.deepEqual(two.json.events.map((e) => e.data), [5]);
-    assert.deepEqual(offsets(two.json.cursor), { 'same-end': 5, 'quiet-one': 0 });
+      const epoch = (await h.hub.history('same-end', { limit: 0 })).epoch;
+      for (const n of range(1, 5)) await h.hub.publish('same-end', n);
+      const answers = await Promise.all([0, 2, 4].map((from) => getJson<PollAnswer>(h.base, `/poll?channel=same-end&timeout=5&cursor=${encodeCursor(new Map([['same-end', { epoch, offset: from }]]))}`)));
+      assert.deepEqual(answers.map((a) => a.json.events.map((e) => e.data)), [[1, 2, 3, 4, 5], [3, 4, 5], [5]]);
+      const expected = encodeCursor(new Map([['same-end', { epoch, offset: 5 }]]));
+      for (const a of answers) assert.equal(a.json.cursor, expected);
+      // Two channels: both positions, the quiet one where it was.
+      const two = await getJson<PollAnswer>(h.base, `/poll?channel=same-end&channel=quiet-one&timeout=5&cursor=${encodeCursor(new Map([['same-end', { epoch, offset: 4 }]]))}`);
+      assert.deepEqual(two.json.events.map((e) => e.data), [5]);
+      assert.deepEqual(offsets(two.json.cursor), { 'same-end': 5, 'quiet-one': 0 });
     } finally {
       await h.close();
     }
@@ -236,22 +236,22 @@ describe('long-poll relays (one hub subscription per channel, shared by its wait
   it('request cursors are decoded once and kept in a bounded cache; a flood of distinct ones neither grows it nor mixes them up', async () => {
     const h = await startHarness();
     try {
-    const epoch = (await h.hub.history('flood', { limit: 0 })).epoch;
-    for (const n of range(1, 3)) await h.hub.publish('flood', n);
-    const at = (offset: number, extra: string) => encodeCursor(new Map([['flood', { epoch, offset }], [extra, { epoch: 'e', offset: 0 }]]));
-    // 300 distinct cursors (another channel name each), asked with channel=flood only.
-    for (let i = 0; i < 300; i += 30) {
-      const batch = await Promise.all(range(i, i + 29).map((k) => getJson<PollAnswer>(h.base, `/poll?channel=flood&timeout=5&cursor=${at(k % 3, `other-${k}`)}`)));
-      batch.forEach((a, j) => assert.deepEqual(a.json.events.map((e) => e.data), [1, 2, 3].slice((i + j) % 3), `poll ${i + j}`));
-      assert.ok(h.poll.cachedCursors <= 256, `cache holds ${h.poll.cachedCursors}`);
-    }
-    assert.ok(h.poll.cachedCursors > 0, 'cursors are cached');
-    // A very long cursor is decoded but not kept.
-    const before = h.poll.cachedCursors;
-    const long = at(1, 'x'.repeat(600));
-    const answer = await getJson<PollAnswer>(h.base, `/poll?channel=flood&timeout=5&cursor=${long}`);
-    assert.deepEqual(answer.json.events.map((e) => e.data), [2, 3]);
-    assert.equal(h.poll.cachedCursors, before, 'the long one is not cached');
+      const epoch = (await h.hub.history('flood', { limit: 0 })).epoch;
+      for (const n of range(1, 3)) await h.hub.publish('flood', n);
+      const at = (offset: number, extra: string) => encodeCursor(new Map([['flood', { epoch, offset }], [extra, { epoch: 'e', offset: 0 }]]));
+      // 300 distinct cursors (another channel name each), asked with channel=flood only.
+      for (let i = 0; i < 300; i += 30) {
+        const batch = await Promise.all(range(i, i + 29).map((k) => getJson<PollAnswer>(h.base, `/poll?channel=flood&timeout=5&cursor=${at(k % 3, `other-${k}`)}`)));
+        batch.forEach((a, j) => assert.deepEqual(a.json.events.map((e) => e.data), [1, 2, 3].slice((i + j) % 3), `poll ${i + j}`));
+        assert.ok(h.poll.cachedCursors <= 256, `cache holds ${h.poll.cachedCursors}`);
+      }
+      assert.ok(h.poll.cachedCursors > 0, 'cursors are cached');
+      // A very long cursor is decoded but not kept.
+      const before = h.poll.cachedCursors;
+      const long = at(1, 'x'.repeat(600));
+      const answer = await getJson<PollAnswer>(h.base, `/poll?channel=flood&timeout=5&cursor=${long}`);
+      assert.deepEqual(answer.json.events.map((e) => e.data), [2, 3]);
+      assert.equal(h.poll.cachedCursors, before, 'the long one is not cached');
     } finally {
       await h.close();
     }

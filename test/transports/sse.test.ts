@@ -1,6 +1,6 @@
 import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { decodeCursor, encodeCursor, HeraldError, type HeraldEvent } from '../../src/protocol/index.js';
 import { CursorBuilder } from '../../src/transports/http-stream/cursor.js';
 import { SseClient, http, range, startHarness, waitFor, type Harness, type SseMessage } from './helpers.js';
@@ -20,6 +20,16 @@ async function ready(client: SseClient): Promise<{ cursor: string; recovered: bo
   const m = client.of('ready')[0];
   assert.ok(m, `no ready (status ${client.status}): ${client.raw}`);
   return { ...(JSON.parse(m.data) as { cursor: string; recovered: boolean }), id: m.id };
+}
+
+/** A bare TCP peer that sends `request` and collects what comes back, decoded as `encoding`. */
+function rawPeer(port: number, encoding: BufferEncoding, request: string): { socket: Socket; readonly raw: string } {
+  const socket = connect(port, '127.0.0.1');
+  const peer = { socket, raw: '' };
+  socket.setEncoding(encoding);
+  socket.on('data', (d: string) => (peer.raw += d));
+  socket.write(request);
+  return peer;
 }
 
 describe('CursorBuilder', () => {
@@ -229,16 +239,13 @@ describe('SSE', () => {
   });
 
   it('streams to an HTTP/1.0 peer unframed: the body is plain SSE and ends with the connection', async () => {
-    const socket = connect(h.port, '127.0.0.1');
-    let raw = '';
-    socket.setEncoding('utf8');
-    socket.on('data', (d: string) => (raw += d));
-    socket.write('GET /sse?channel=http10 HTTP/1.0\r\nHost: x\r\n\r\n');
-    await waitFor(() => raw.includes('event: ready'), 5000, 'ready');
+    const peer = rawPeer(h.port, 'utf8', 'GET /sse?channel=http10 HTTP/1.0\r\nHost: x\r\n\r\n');
+    await waitFor(() => peer.raw.includes('event: ready'), 5000, 'ready');
     await h.hub.publish('http10', 1); // alone in its turn: the shared single-channel frame
     await Promise.all([h.hub.publish('http10', 2), h.hub.publish('http10', 3)]); // one write of two
-    await waitFor(() => raw.split('event: event').length - 1 === 3, 5000, 'three events');
-    socket.destroy();
+    await waitFor(() => peer.raw.split('event: event').length - 1 === 3, 5000, 'three events');
+    peer.socket.destroy();
+    const raw = peer.raw;
     const head = raw.slice(0, raw.indexOf('\r\n\r\n'));
     assert.match(head, /^HTTP\/1\.1 200/);
     assert.doesNotMatch(head, /transfer-encoding/i);
@@ -249,23 +256,20 @@ describe('SSE', () => {
   });
 
   it('a pipelined stream waits for the response before it, then gets every event in order, correctly chunked', async () => {
-    const socket = connect(h.port, '127.0.0.1');
-    let raw = '';
-    socket.setEncoding('latin1');
-    socket.on('data', (d: string) => (raw += d));
     // A poll that holds the socket until 'pipe-a' has an event, then a stream queued behind it.
-    socket.write('GET /poll?channel=pipe-a&timeout=10 HTTP/1.1\r\nHost: x\r\n\r\nGET /sse?channel=pipe-b HTTP/1.1\r\nHost: x\r\n\r\n');
+    const peer = rawPeer(h.port, 'latin1', 'GET /poll?channel=pipe-a&timeout=10 HTTP/1.1\r\nHost: x\r\n\r\nGET /sse?channel=pipe-b HTTP/1.1\r\nHost: x\r\n\r\n');
     await waitFor(() => h.sse.size === 1 && h.sseResponses.at(-1)!.headersSent, 5000, 'the queued stream started');
     await h.hub.publish('pipe-b', 'ü'); // while the stream does not own the socket
     await Promise.all([h.hub.publish('pipe-b', '✓'), h.hub.publish('pipe-b', 'ß')]);
     await new Promise((resolve) => setImmediate(resolve));
-    assert.equal(raw, '', 'nothing of the stream goes out before the poll is answered');
+    assert.equal(peer.raw, '', 'nothing of the stream goes out before the poll is answered');
     await h.hub.publish('pipe-a', 'go');
-    await waitFor(() => raw.includes('event: ready'), 5000, 'the stream after the poll');
+    await waitFor(() => peer.raw.includes('event: ready'), 5000, 'the stream after the poll');
     await h.hub.publish('pipe-b', '€'); // now straight to the socket: alone in its turn, then two in one
     await Promise.all([h.hub.publish('pipe-b', '✓✓'), h.hub.publish('pipe-b', 'end')]);
-    await waitFor(() => raw.split('event: event').length - 1 === 6, 5000, 'six events');
-    socket.destroy();
+    await waitFor(() => peer.raw.split('event: event').length - 1 === 6, 5000, 'six events');
+    peer.socket.destroy();
+    const raw = peer.raw;
     const second = raw.indexOf('HTTP/1.1 200', 1);
     assert.ok(raw.startsWith('HTTP/1.1 200') && second > 0, raw);
     assert.match(raw.slice(0, second), /"go"/);
