@@ -74,6 +74,14 @@ export interface HeraldConfig {
    * event-loop turn. Default 0.
    */
   coalesceMs: number;
+  /**
+   * Long-poll answer pacing, the most in milliseconds: under load, a client whose last event is
+   * younger than the pace gets its next answer when that event is that old, with everything
+   * published meanwhile. 0 = never pace. Default 250.
+   */
+  pollPaceMs: number;
+  /** Event-loop utilisation (percent) over which long-poll pacing grows; 0 = pace always. Default 50. */
+  pollPaceLoad: number;
   /** Commands per second per WebSocket connection (bursts of twice that); 0 = no limit. Default 100. */
   commandRate: number;
   /** Publishes per second per WebSocket connection (bursts of twice that); 0 = no limit. Default 50. */
@@ -280,6 +288,8 @@ export const OPTIONS: { readonly [K in keyof HeraldConfig]: OptionSpec<HeraldCon
   maxBufferedBytes: { doc: 'unsent bytes per WebSocket client before 4008', default: MiB, arg: '<bytes>', parse: integer(1024, 1024 * MiB, ' bytes') },
   pollTimeoutMax: { doc: 'largest long-poll timeout, seconds', default: 110, arg: '<s>', parse: integer(1, 3600, ' seconds') },
   coalesceMs: { doc: 'write coalescing window, ms (0 = one event-loop turn)', default: 0, arg: '<ms>', parse: integer(0, 1000, ' ms') },
+  pollPaceMs: { doc: "long-poll pacing under load, most ms a client's next answer waits after its last event (0 = never)", default: 250, arg: '<ms>', parse: integer(0, 1000, ' ms') },
+  pollPaceLoad: { doc: 'event-loop busy %, over which long-poll pacing grows (0 = always pace)', default: 50, arg: '<percent>', parse: integer(0, 100, ' percent') },
   commandRate: { doc: 'commands/s per WebSocket connection; 0 = no limit', default: LIMIT_DEFAULTS.commandRate, arg: '<n>', parse: integer(0, 1_000_000) },
   publishRate: { doc: 'publishes/s per WebSocket connection; 0 = no limit', default: LIMIT_DEFAULTS.publishRate, arg: '<n>', parse: integer(0, 1_000_000) },
   ipCommandRate: { doc: 'commands and stream/poll requests/s per client address; 0 = no limit', default: LIMIT_DEFAULTS.ipCommandRate, arg: '<n>', parse: integer(0, 10_000_000) },

@@ -231,10 +231,10 @@ export async function buildHerald(options: HeraldOptions = {}, build: BuildOptio
   });
   const origins = allowedOrigins ? { allowedOrigins } : {};
   const sse = new SseTransport(hub, { ...origins, coalesceMs: config.coalesceMs, limits, logger });
-  const poll = new LongPollTransport(hub, { ...origins, maxTimeout: config.pollTimeoutMax, coalesceMs: config.coalesceMs, limits, logger });
+  const poll = new LongPollTransport(hub, { ...origins, maxTimeout: config.pollTimeoutMax, coalesceMs: config.coalesceMs, paceMs: config.pollPaceMs, paceLoadPercent: config.pollPaceLoad, limits, logger });
   const golongpoll = new GolongpollTransport(hub, { ...origins, maxTimeout: config.pollTimeoutMax, maxBodyBytes: config.maxMessageBytes, limits, logger });
   const gpoll = new GpollTransport(hub, { ...origins, limits, logger });
-  const metrics = createMetrics(hub, { websocketBuffers: () => websocket.bufferStats() });
+  const metrics = createMetrics(hub, { websocketBuffers: () => websocket.bufferStats(), pollPaceMs: () => poll.paceMs });
 
   // ---- route table ---------------------------------------------------------------------------
   // Handlers are `(req, res, url) => void | Promise<void>`; a thrown HeraldError becomes its JSON

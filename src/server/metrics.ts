@@ -22,6 +22,8 @@ type GaugeStat = 'connections' | 'subscriptions' | 'channels' | 'uptime';
 export interface MetricSources {
   /** Unsent WebSocket bytes: in total and for the worst connection. */
   websocketBuffers?(): { total: number; max: number };
+  /** The long-poll pace now (ms; 0 while the server is not busy). */
+  pollPaceMs?(): number;
 }
 
 /**
@@ -92,6 +94,18 @@ export function createMetrics(hub: Hub, sources: MetricSources = {}): Metrics {
       registers: [own],
       collect() {
         this.set(buffers().max);
+      },
+    });
+  }
+
+  const pace = sources.pollPaceMs;
+  if (pace) {
+    new Gauge({
+      name: 'herald_poll_pace_ms',
+      help: 'How long a long-poll client answered a moment ago waits for its next answer (0 while the server is not busy).',
+      registers: [own],
+      collect() {
+        this.set(pace());
       },
     });
   }

@@ -26,7 +26,8 @@ import { decodeCursor, encodeCursor, HeraldError, toHeraldError, type Cursor, ty
 import { defineEncoding, OutgoingEvent, silentLogger, type ClientContext, type Hub, type Logger, type Subscriber } from '../core/index.js';
 import { sendError } from './http.js';
 import { FlushScheduler, type Flushable } from './http-stream/flush.js';
-import { admitStreamRequest, isCoalesceMs, isOriginList, isPositiveInt, parseStrictInt, resolveOptions } from './http-stream/request.js';
+import { LoadPacer } from './http-stream/pacer.js';
+import { admitStreamRequest, isWindowMs, isOriginList, isPositiveInt, parseStrictInt, resolveOptions } from './http-stream/request.js';
 import { TransportLimits } from './limits.js';
 
 export interface LongPollOptions {
@@ -48,6 +49,16 @@ export interface LongPollOptions {
    * answer. 0 (default) = the events of one event-loop turn. At most 1,000.
    */
   coalesceMs: number;
+  /**
+   * Answer pacing under load (http-stream/pacer.ts): a poll whose client got its last event (the
+   * one its cursor points at) less than the current pace ago is answered when that event is that
+   * old, with everything published meanwhile. The pace is 0 while the event loop is mostly idle
+   * and grows up to `paceMs` while it is busier than `paceLoadPercent`. The first event after a
+   * quiet spell always leaves at once. 0 = never pace. Default 250. At most 1,000.
+   */
+  paceMs: number;
+  /** Event-loop utilisation (percent) over which pacing grows; 0 = pace at `paceMs` always. Default 50. */
+  paceLoadPercent: number;
   /** Rate and connection limits per client address (transports/limits.ts); the server shares one instance. Default: a new one with the defaults. */
   limits: TransportLimits | undefined;
   logger: Logger;
@@ -61,6 +72,8 @@ export const LONG_POLL_DEFAULTS: Readonly<LongPollOptions> = Object.freeze({
   maxChannels: undefined,
   relayIdleMs: 30_000,
   coalesceMs: 0,
+  paceMs: 250,
+  paceLoadPercent: 50,
   limits: undefined,
   logger: silentLogger,
 });
@@ -117,6 +130,8 @@ class Relay implements Subscriber {
   /** The channel's position: the subscribe answer's, then the last live event's. */
   epoch = '';
   offset = 0;
+  /** When the event at `offset` was published (0 until a live event came). */
+  publishedLast = 0;
   readonly waiting = new Set<Poll>();
   /** When `waiting` last became empty (ms). */
   idleSince = Date.now();
@@ -148,6 +163,7 @@ class Relay implements Subscriber {
     }
     this.epoch = event.epoch;
     this.offset = event.offset;
+    this.publishedLast = event.timestamp;
     let n = 0;
     for (const poll of this.waiting) if (poll.offer(out)) n++;
     return n;
@@ -172,6 +188,19 @@ class Relay implements Subscriber {
     return out;
   }
 
+  /**
+   * When the event at `at` was published, if the relay still knows (0 if not): a poll's cursor
+   * points at the last event its client got, so this is about when that client was last answered.
+   */
+  publishedAt(at: Position): number {
+    if (at.epoch !== this.epoch) return 0;
+    const back = this.offset - at.offset;
+    if (back === 0) return this.publishedLast;
+    if (back < 0 || back >= this.recentCount) return 0;
+    const keep = this.recent.length;
+    return this.recent[(this.recentEnd - 1 - back + keep) % keep]!.event.timestamp;
+  }
+
   leave(poll: Poll): void {
     if (this.waiting.delete(poll) && this.waiting.size === 0) this.idleSince = Date.now();
   }
@@ -186,6 +215,8 @@ class Poll implements Flushable {
   private readonly cursorIn: Cursor | undefined;
   private relays: Relay[] = [];
   private recovered = true;
+  /** When the newest event the client already has was published, as far as the relays know (0: not known). */
+  private lastSeenAt = 0;
   /** Per channel, the last position the client will have (an event object serves as its own position). */
   private readonly positions = new Map<string, Position>();
   /** Channels whose history read is in flight, with the live events held meanwhile. */
@@ -241,6 +272,8 @@ class Poll implements Flushable {
         continue;
       }
       this.positions.set(channel, since);
+      const seenAt = relay.publishedAt(since);
+      if (seenAt > this.lastSeenAt) this.lastSeenAt = seenAt;
       if (since.epoch === relay.epoch && since.offset === relay.offset) continue;
       // A little behind: the relay still has what was missed.
       const recent = relay.since(since, max - this.queue.length);
@@ -329,12 +362,20 @@ class Poll implements Flushable {
   /**
    * The answer leaves `coalesceMs` after its oldest event was published (at the end of this turn
    * when that has passed or the window is 0): so an event never waits more than the window, and a
-   * poll that comes back behind after a slow round trip is answered at once.
+   * poll that comes back behind after a slow round trip is answered at once. Pacing holds it
+   * until the client's last event is as old as the current pace (a clock ahead of ours counts as
+   * now, so the hold is never longer than the pace).
    */
   private scheduleAnswer(): void {
+    const transport = this.transport;
     // A full answer waits for nothing.
-    const readyAt = this.queue.length >= this.transport.options.maxEvents ? 0 : this.queue[0]!.event.timestamp;
-    this.transport.flusher.scheduleAt(this, readyAt);
+    if (this.queue.length >= transport.options.maxEvents) {
+      transport.flusher.scheduleAt(this, 0);
+      return;
+    }
+    const pace = transport.pacer.paceMs;
+    const notBefore = pace > 0 && this.lastSeenAt > 0 ? Math.min(this.lastSeenAt, Date.now()) + pace : 0;
+    transport.flusher.scheduleAt(this, this.queue[0]!.event.timestamp, notBefore);
   }
 
   flush(): void {
@@ -396,6 +437,8 @@ export class LongPollTransport {
   private readonly cursors = new Map<string, Cursor>();
   /** @internal When ready answers are written (coalesceMs). */
   readonly flusher: FlushScheduler;
+  /** @internal How long a recently answered client waits for its next answer (paceMs). */
+  readonly pacer: LoadPacer;
   private sweeper: NodeJS.Timeout | undefined;
   private relayIds = 0;
   private closing = false;
@@ -409,13 +452,21 @@ export class LongPollTransport {
       maxEvents: [isPositiveInt, 'a positive integer'],
       maxChannels: [(v) => v === undefined || isPositiveInt(v), 'a positive integer'],
       relayIdleMs: [isPositiveInt, 'a positive integer (milliseconds)'],
-      coalesceMs: [isCoalesceMs, 'an integer from 0 to 1000 (milliseconds)'],
+      coalesceMs: [isWindowMs, 'an integer from 0 to 1000 (milliseconds)'],
+      paceMs: [isWindowMs, 'an integer from 0 to 1000 (milliseconds)'],
+      paceLoadPercent: [(v) => typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= 100, 'a number from 0 to 100 (percent)'],
       limits: [(v) => v === undefined || v instanceof TransportLimits, 'a TransportLimits'],
     });
     this.limits = this.options.limits ?? new TransportLimits();
     if (this.options.defaultTimeout > this.options.maxTimeout) throw new TypeError('longPoll: option "defaultTimeout" must not exceed "maxTimeout"');
     this.maxChannels = this.options.maxChannels ?? hub.limits.maxChannelsPerClient;
     this.flusher = new FlushScheduler(this.options.coalesceMs);
+    this.pacer = new LoadPacer(this.options.paceMs, this.options.paceLoadPercent);
+  }
+
+  /** Milliseconds a client answered a moment ago now waits for its next answer (0 = none). */
+  get paceMs(): number {
+    return this.pacer.paceMs;
   }
 
   /** Polls not yet answered. */
@@ -527,6 +578,7 @@ export class LongPollTransport {
     for (const relay of [...this.relays.values()]) this.dropRelay(relay);
     if (this.sweeper) clearInterval(this.sweeper);
     this.sweeper = undefined;
+    this.pacer.stop();
   }
 
   /** @internal The relay of `channel`, subscribing one if there is none. */
@@ -554,6 +606,7 @@ export class LongPollTransport {
     if (!this.sweeper) {
       this.sweeper = setInterval(sweepRelays, Math.max(100, Math.floor(this.options.relayIdleMs / 2)), this);
       this.sweeper.unref();
+      this.pacer.start();
     }
     return relay;
   }
@@ -566,6 +619,8 @@ export class LongPollTransport {
     if (this.relays.size === 0 && this.sweeper) {
       clearInterval(this.sweeper);
       this.sweeper = undefined;
+      // No polls to pace: stop reading the event loop (the pace starts again from 0).
+      this.pacer.stop();
     }
   }
 

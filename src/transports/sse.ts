@@ -35,7 +35,7 @@ import { sendError } from './http.js';
 import { CursorBuilder, startPosition } from './http-stream/cursor.js';
 import { chunkBytes, writeBody, writeBodyShared } from './http-stream/body.js';
 import { FlushScheduler, type Flushable } from './http-stream/flush.js';
-import { admitStreamRequest, isCoalesceMs, isOriginList, isPositiveInt, resolveOptions } from './http-stream/request.js';
+import { admitStreamRequest, isWindowMs, isOriginList, isPositiveInt, resolveOptions } from './http-stream/request.js';
 import { TransportLimits } from './limits.js';
 
 export interface SseOptions {
@@ -329,7 +329,7 @@ export class SseTransport {
       maxChannels: [(v) => v === undefined || isPositiveInt(v), 'a positive integer'],
       maxBufferedBytes: [isPositiveInt, 'a positive integer (bytes)'],
       endGraceMs: [isPositiveInt, 'a positive integer (milliseconds)'],
-      coalesceMs: [isCoalesceMs, 'an integer from 0 to 1000 (milliseconds)'],
+      coalesceMs: [isWindowMs, 'an integer from 0 to 1000 (milliseconds)'],
       limits: [(v) => v === undefined || v instanceof TransportLimits, 'a TransportLimits'],
     });
     this.maxChannels = this.options.maxChannels ?? hub.limits.maxChannelsPerClient;

@@ -95,6 +95,7 @@ describe('metrics', () => {
       assert.match(answer.text, /^# TYPE herald_published_total counter$/m);
       assert.match(answer.text, /^# TYPE herald_connections gauge$/m);
       assert.match(answer.text, /^herald_websocket_buffered_bytes \d+$/m);
+      assert.equal(value('herald_poll_pace_ms'), 0, 'an idle server does not pace long-polls');
       // A counter never goes down between scrapes.
       await call(base, 'POST', '/api/publish', { json: { channel: 'm:1', data: 'more' } });
       const again = await call(base, 'GET', '/metrics');

@@ -181,7 +181,7 @@ describe('long-poll', () => {
         continue;
       }
       const answer = JSON.parse((await poll()).body) as PollAnswer;
-      if (seen.length > 600 && !lost && answer.events.length > 0) {
+      if (aborted && !lost && answer.events.length > 0) {
         // The answer is lost on the way: the client keeps its old cursor and gets the same events again.
         lost = true;
         continue;
@@ -351,6 +351,64 @@ describe('long-poll relays (one hub subscription per channel, shared by its wait
       assert.equal(h.poll.flusher.pendingAt, 0);
     } finally {
       await h.close();
+    }
+  });
+
+  it('paceMs: a client answered a moment ago is answered when its last event is paceMs old, with what was published meanwhile', async () => {
+    const h = await startHarness({ poll: { paceMs: 1000, paceLoadPercent: 0 } });
+    try {
+      // A poll from now: its client has no event yet, nothing to pace.
+      const first = getJson<PollAnswer>(h.base, '/poll?channel=paced&timeout=10');
+      await waitFor(() => h.poll.waitingOn('paced') === 1, 5000, 'poll waiting');
+      const published = await h.hub.publish('paced', 1);
+      const one = (await first).json;
+      assert.deepEqual(one.events.map((e) => e.data), [1]);
+      // It comes back behind (2 is out): held, where it would have been answered at once.
+      await h.hub.publish('paced', 2);
+      const second = getJson<PollAnswer>(h.base, `/poll?channel=paced&timeout=10&cursor=${one.cursor}`);
+      await waitFor(() => h.poll.waitingOn('paced') === 1, 5000, 'poll waiting');
+      assert.equal(h.poll.flusher.pendingAt, 1, 'held until the client\'s last event is paceMs old');
+      await h.hub.publish('paced', 3);
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(h.poll.waitingOn('paced'), 1, 'still held after the turn');
+      const two = (await second).json;
+      const answeredAfter = Date.now() - published.timestamp;
+      assert.deepEqual(two.events.map((e) => e.data), [2, 3]);
+      assert.deepEqual(offsets(two.cursor), { paced: 3 });
+      assert.ok(answeredAfter >= 990, `answered ${answeredAfter} ms after the client's last event, paceMs is 1000`);
+      assert.throws(() => new LongPollTransport(h.hub, { paceMs: 1001 }), /paceMs/);
+      assert.throws(() => new LongPollTransport(h.hub, { paceMs: -1 }), /paceMs/);
+      assert.throws(() => new LongPollTransport(h.hub, { paceLoadPercent: 101 }), /paceLoadPercent/);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it("paceMs: the first event after a quiet spell leaves at once, and a publisher's clock ahead of ours never holds a poll longer than paceMs", async () => {
+    for (const [name, skew] of [['quiet', -10_000], ['ahead', 3_600_000]] as const) {
+      const h = await startHarness({ engine: new MemoryEngine({ now: () => Date.now() + skew }), poll: { paceMs: 200, paceLoadPercent: 0 } });
+      try {
+        const first = getJson<PollAnswer>(h.base, `/poll?channel=${name}&timeout=10`);
+        await waitFor(() => h.poll.waitingOn(name) === 1, 5000, 'poll waiting');
+        await h.hub.publish(name, 1);
+        const { cursor } = (await first).json;
+        const next = getJson<PollAnswer>(h.base, `/poll?channel=${name}&timeout=10&cursor=${cursor}`);
+        await waitFor(() => h.poll.waitingOn(name) === 1, 5000, 'poll waiting');
+        const asked = Date.now();
+        await h.hub.publish(name, 2);
+        await new Promise((resolve) => setImmediate(resolve));
+        if (name === 'quiet') {
+          // The client's last event is 10 s old: answered at the end of the turn.
+          assert.equal(h.poll.waitingOn(name), 0, 'answered at the end of the turn');
+        } else {
+          assert.equal(h.poll.waitingOn(name), 1, 'held: its last event counts as published now');
+        }
+        assert.deepEqual((await next).json.events.map((e) => e.data), [2]);
+        const waited = Date.now() - asked;
+        assert.ok(waited < 5000, `${name}: held ${waited} ms, paceMs is 200`);
+      } finally {
+        await h.close();
+      }
     }
   });
 

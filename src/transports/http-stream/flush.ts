@@ -10,7 +10,9 @@
  * answer whose events waited in history while the client was away): the item is flushed at
  * `readyAt + delayMs`, or at the end of this turn if that has passed. So no event waits more than
  * the window, and one that already waited longer leaves now. Items due at the same millisecond
- * share one timer (every poll waiting on one event is due at the same time).
+ * share one timer (every poll waiting on one event is due at the same time). Its `notBefore`
+ * holds an item until a given time whatever the window (long-poll pacing: a client answered a
+ * moment ago waits out its interval, and what piles up meanwhile goes in the same answer).
  */
 export interface Flushable {
   /** Writes what the item has buffered. Must not throw (a throw is swallowed). */
@@ -57,11 +59,12 @@ export class FlushScheduler {
 
   /**
    * Asks for `item.flush()` `delayMs` after `readyAt` (a Date.now() time; a future one counts as
-   * now), at the end of this turn if that is past. An item already due earlier keeps its time.
+   * now) but not before `notBefore`, at the end of this turn if that is past. An item already due
+   * earlier keeps its time.
    */
-  scheduleAt(item: Flushable, readyAt: number): void {
+  scheduleAt(item: Flushable, readyAt: number, notBefore = 0): void {
     const now = Date.now();
-    const due = Math.min(readyAt, now) + this.delayMs;
+    const due = Math.max(Math.min(readyAt, now) + this.delayMs, notBefore);
     if (due <= now) {
       this.unbucket(item);
       this.dueNow.add(item);

@@ -46,7 +46,7 @@ type Check = (value: unknown) => boolean;
 
 export const isPositiveInt: Check = (v) => typeof v === 'number' && Number.isSafeInteger(v) && v > 0;
 export const isNonNegativeInt: Check = (v) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
-export const isCoalesceMs: Check = (v) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 && v <= 1000;
+export const isWindowMs: Check = (v) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 && v <= 1000;
 export const isOriginList: Check = (v) => v === undefined || (Array.isArray(v) && v.every((o) => typeof o === 'string'));
 
 /**
