@@ -45,16 +45,18 @@ function processMetrics(): Registry {
 export function createMetrics(hub: Hub, sources: MetricSources = {}): Metrics {
   const own = new Registry();
 
-  const gauge = (name: string, help: string, stat: GaugeStat): void => {
+  /** A gauge read at scrape time. */
+  const reading = (name: string, help: string, read: () => number): void => {
     new Gauge({
       name,
       help,
       registers: [own],
       collect() {
-        this.set(hub.stats()[stat]);
+        this.set(read());
       },
     });
   };
+  const gauge = (name: string, help: string, stat: GaugeStat): void => reading(name, help, () => hub.stats()[stat]);
   const counter = (name: string, help: string, stat: CounterStat): void => {
     // A Counter only goes up: add what the hub counted since the last scrape.
     let seen = 0;
@@ -80,35 +82,11 @@ export function createMetrics(hub: Hub, sources: MetricSources = {}): Metrics {
   counter('herald_delivered_total', 'Events delivered to subscribers on this node.', 'delivered');
   const buffers = sources.websocketBuffers;
   if (buffers) {
-    new Gauge({
-      name: 'herald_websocket_buffered_bytes',
-      help: 'Bytes queued for WebSocket clients, not yet sent (sum over connections).',
-      registers: [own],
-      collect() {
-        this.set(buffers().total);
-      },
-    });
-    new Gauge({
-      name: 'herald_websocket_buffered_bytes_max',
-      help: 'Bytes queued for the most backed-up WebSocket client.',
-      registers: [own],
-      collect() {
-        this.set(buffers().max);
-      },
-    });
+    reading('herald_websocket_buffered_bytes', 'Bytes queued for WebSocket clients, not yet sent (sum over connections).', () => buffers().total);
+    reading('herald_websocket_buffered_bytes_max', 'Bytes queued for the most backed-up WebSocket client.', () => buffers().max);
   }
-
   const pace = sources.pollPaceMs;
-  if (pace) {
-    new Gauge({
-      name: 'herald_poll_pace_ms',
-      help: 'How long a long-poll client answered a moment ago waits for its next answer (0 while the server is not busy).',
-      registers: [own],
-      collect() {
-        this.set(pace());
-      },
-    });
-  }
+  if (pace) reading('herald_poll_pace_ms', 'How long a long-poll client answered a moment ago waits for its next answer (0 while the server is not busy).', pace);
 
   const registry = Registry.merge([own, processMetrics()]);
   return {

@@ -105,6 +105,16 @@ describe('metrics', () => {
     }
   });
 
+  test('--poll-pace-ms and --poll-pace-load reach the long-poll transport (load 0: always paced)', async () => {
+    const paced = await startServer({ port: 0, pollPaceMs: 300, pollPaceLoad: 0 });
+    try {
+      const text = (await call(paced.url, 'GET', '/metrics')).text;
+      assert.match(text, /^herald_poll_pace_ms 300$/m);
+    } finally {
+      await paced.close();
+    }
+  });
+
   test('two servers in one process keep separate registries', async () => {
     const other = await startServer({ port: 0 });
     try {

@@ -2,26 +2,26 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { LoadPacer, PACE_SAMPLE_MS } from './pacer.js';
 
+/** The pace after each of `n` readings of `utilization`. */
+function paces(p: LoadPacer, utilization: number, n: number): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    p.update(utilization);
+    out.push(p.paceMs);
+  }
+  return out;
+}
+
 describe('LoadPacer', () => {
   it('is 0 while the loop is idle, steps up to the most while busy, holds in the band, and steps back down to 0', () => {
     const p = new LoadPacer(250, 50);
     assert.equal(p.paceMs, 0);
     p.update(0.1);
     assert.equal(p.paceMs, 0, 'idle: no pacing');
-    const up: number[] = [];
-    for (let i = 0; i < 5; i++) {
-      p.update(0.9);
-      up.push(p.paceMs);
-    }
-    assert.deepEqual(up, [62, 124, 248, 250, 250], 'a quarter of the most, doubling, capped');
+    assert.deepEqual(paces(p, 0.9, 5), [62, 124, 248, 250, 250], 'a quarter of the most, doubling, capped');
     p.update(0.4);
     assert.equal(p.paceMs, 250, 'between half the threshold and it: held');
-    const down: number[] = [];
-    for (let i = 0; i < 3; i++) {
-      p.update(0.1);
-      down.push(p.paceMs);
-    }
-    assert.deepEqual(down, [125, 62, 0], 'halving, to 0 below a quarter of the most');
+    assert.deepEqual(paces(p, 0.1, 3), [125, 62, 0], 'halving, to 0 below a quarter of the most');
   });
 
   it('paces always at the most with a load threshold of 0, never with a most of 0, and refuses bad settings', () => {
