@@ -7,7 +7,8 @@
  * answer, at most `maxEvents`), or with empty `events` at the timeout. Events past `maxEvents`
  * are not lost: the answer's cursor stops at the last event it carries, and the next poll reads
  * the rest from history. No cursor means "from now"; the answer's cursor (also at a timeout) holds
- * the positions the poll started from, so the next poll continues without a gap.
+ * the positions the poll started from, so the next poll continues without a gap. On a busy server
+ * a client answered a moment ago waits out the pace first (`paceMs`, http-stream/pacer.ts).
  *
  * How a poll waits — the hot path, since a busy client polls once per answer: polls do not
  * subscribe to the hub one by one. Each channel that has polls has one **relay**, a single
@@ -606,6 +607,7 @@ export class LongPollTransport {
     if (!this.sweeper) {
       this.sweeper = setInterval(sweepRelays, Math.max(100, Math.floor(this.options.relayIdleMs / 2)), this);
       this.sweeper.unref();
+      // The pace is read while there are polls to pace; it stops with the sweeper.
       this.pacer.start();
     }
     return relay;
