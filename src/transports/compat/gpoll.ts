@@ -19,8 +19,8 @@
  *
  * Credentials (herald's; gpoll has none): an optional `token` query parameter at registration;
  * the client must be allowed to subscribe to the channel (401/403, empty body, otherwise). A client
- * registered with an expiring token is dropped once it expires, before it is given anything more
- * (its polls then get 404; a waiting one an empty 200). Requests and waiting polls count
+ * registered with an expiring token is dropped when it expires (one timer per such client), before
+ * it is given anything more (its polls then get 404; a waiting one an empty 200 at the expiry). Requests and waiting polls count
  * against their address's limits (transports/limits.ts): 429 over them.
  */
 import { randomUUID } from 'node:crypto';
@@ -137,6 +137,15 @@ interface GpollClient {
   dropped: boolean;
   /** When the registering token expires (ms since the Unix epoch); Infinity without one. */
   expiresAt: number;
+  /** Drops the client at `expiresAt` (none without an expiry, or one past setTimeout's range). */
+  expiry: NodeJS.Timeout | undefined;
+}
+
+/** setTimeout's longest delay; a later expiry is caught by the checks on poll, delivery and sweep. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+function expireClient(transport: GpollTransport, client: GpollClient): void {
+  transport.expire(client);
 }
 
 const kWait = Symbol('herald.gpollWait');
@@ -229,7 +238,13 @@ export class GpollTransport implements Subscriber {
     await this.subscribeOnce();
     if (this.clients.size >= this.options.maxClients) return sendEmpty(res, 503);
     const id = `${Math.floor(this.registered++ / GROUP_SIZE)}$${randomUUID()}`;
-    this.clients.set(id, { id, buffer: new MessageQueue(this.options.bufferSize), waiting: [], lastSeen: Date.now(), dropped: false, expiresAt: who.expiresAt ?? Infinity });
+    const client: GpollClient = { id, buffer: new MessageQueue(this.options.bufferSize), waiting: [], lastSeen: Date.now(), dropped: false, expiresAt: who.expiresAt ?? Infinity, expiry: undefined };
+    const expiresIn = client.expiresAt - Date.now();
+    if (expiresIn <= MAX_TIMER_MS) {
+      client.expiry = setTimeout(expireClient, Math.max(0, expiresIn), this, client);
+      client.expiry.unref();
+    }
+    this.clients.set(id, client);
     this.ensureSweep();
     sendText(res, 200, JSON.stringify({ 'client-id': id }));
   }
@@ -295,8 +310,14 @@ export class GpollTransport implements Subscriber {
     if (undelivered !== undefined && !client.dropped) client.buffer.unshift(undelivered);
   }
 
+  /** @internal The client's token expired. */
+  expire(client: GpollClient): void {
+    if (!client.dropped) this.drop(client, 'token expired');
+  }
+
   private drop(client: GpollClient, why: string): void {
     client.dropped = true;
+    if (client.expiry) clearTimeout(client.expiry);
     this.clients.delete(client.id);
     this.options.logger.debug({ client: client.id, why }, 'gpoll: client dropped');
     // gpoll closes the client's channel: a poll still waiting gets an empty 200.
@@ -332,6 +353,7 @@ export class GpollTransport implements Subscriber {
     this.stopSweep();
     for (const client of this.clients.values()) {
       client.dropped = true;
+      if (client.expiry) clearTimeout(client.expiry);
       for (const res of client.waiting.splice(0)) sendEmpty(res, 503);
     }
     this.clients.clear();
